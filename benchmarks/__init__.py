@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure lutnet against baselines; results land in benchmarks/results/."""

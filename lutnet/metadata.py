@@ -1,0 +1,34 @@
+"""Contract B: keys of the model card that the exporter writes into ONNX ``metadata_props`` and the service reads.
+
+Every value is a string; structured values are JSON. ``MODEL_CARD_KEYS`` lists what every exported
+model carries.
+"""
+from __future__ import annotations
+
+PREFIX = "lutnet."
+
+MODEL_NAME = PREFIX + "model_name"
+MODEL_VERSION = PREFIX + "model_version"
+TASK = PREFIX + "task"  # "classification" | "regression"
+INPUT_NAME = PREFIX + "input_name"
+INPUT_SHAPE = PREFIX + "input_shape"  # JSON list, -1 for the batch dimension
+OUTPUT_NAME = PREFIX + "output_name"
+OUTPUT_SHAPE = PREFIX + "output_shape"  # JSON list, -1 for the batch dimension
+LABELS = PREFIX + "labels"  # JSON list of strings (classification)
+FAMILY = PREFIX + "family"  # "mlp" | "convnet"
+ACTIVATION = PREFIX + "activation"  # "lut" | "relu" | "gelu"
+LUT_MODE = PREFIX + "lut_mode"  # exported lookup mode: "linear" | "nearest" (absent for baselines)
+LUT_BINS = PREFIX + "lut_bins"  # exported bins K (absent for baselines)
+LUT_EXTRAPOLATE = PREFIX + "lut_extrapolate"
+MERGE_MAX_ERROR = PREFIX + "merge_max_error"  # max |fused - reference| measured by verification, relative to output scale
+SOURCE_SHA256 = PREFIX + "source_sha256"  # sha256 of the checkpoint's model.safetensors
+TRAINING_METRICS = PREFIX + "training_metrics"  # JSON object
+LUTNET_VERSION = PREFIX + "version"
+
+MODEL_CARD_KEYS = (
+    MODEL_NAME, MODEL_VERSION, TASK, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME, OUTPUT_SHAPE, LABELS,
+    FAMILY, ACTIVATION, MERGE_MAX_ERROR, SOURCE_SHA256, TRAINING_METRICS, LUTNET_VERSION,
+)
+
+DEFAULT_INPUT_NAME = "input"
+DEFAULT_OUTPUT_NAME = "output"
