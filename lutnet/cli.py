@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("lutnet", "training", "export", "service"):
+            raise  # a broken installation of lutnet itself, not a missing extra
         print(f"lutnet: error: 'lutnet {argv[0]}' needs {exc.name!r}, which is not installed; install the extra: pip install 'lutnet[{extra}]'", file=sys.stderr)
         return 2
     try:
