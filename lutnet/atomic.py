@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:

@@ -13,7 +13,7 @@ A table of one row (``T[1, K+1]``, ``lo[1]``, ``hi[1]``) is shared by every chan
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
