@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("lutnet", "training", "export", "service"):
             raise  # a broken installation of lutnet itself, not a missing extra
-        print(f"lutnet: error: 'lutnet {argv[0]}' needs {exc.name!r}, which is not installed; install the extra: pip install 'lutnet[{extra}]'", file=sys.stderr)
+        hint = f"install the extra: pip install 'lutnet[{extra}]'"
+        print(f"lutnet: error: 'lutnet {argv[0]}' needs {exc.name!r}, which is not installed; {hint}", file=sys.stderr)
         return 2
     try:
         return int(module.main(argv[1:]) or 0)

@@ -31,7 +31,8 @@ class LUTSpec:
         _check(self.mode in MODES, f"{where}.mode", f"one of {list(MODES)}", self.mode)
         _check(self.extrapolate in EXTRAPOLATIONS, f"{where}.extrapolate", f"one of {list(EXTRAPOLATIONS)}", self.extrapolate)
         _check(self.init in INIT_FUNCTIONS, f"{where}.init", f"one of {list(INIT_FUNCTIONS)}", self.init)
-        _check(len(self.range) == 2 and all(_is_number(v) for v in self.range) and self.range[0] < self.range[1], f"{where}.range", "[lo, hi] with lo < hi", list(self.range))
+        ordered = len(self.range) == 2 and all(_is_number(v) for v in self.range) and self.range[0] < self.range[1]
+        _check(ordered, f"{where}.range", "[lo, hi] with lo < hi", list(self.range))
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class ModelSpec:
         _check(isinstance(self.activation, str) and isinstance(self.pool, str), "model", "string activation and pool", (self.activation, self.pool))
         _check(self.family in FAMILIES, "model.family", f"one of {list(FAMILIES)}", self.family)
         rank = 1 if self.family == "mlp" else 3
-        _check(len(self.input_shape) == rank and all(_is_int(d) and d >= 1 for d in self.input_shape), "model.input_shape", f"{rank} positive sizes for {self.family}", list(self.input_shape))
+        sizes_ok = len(self.input_shape) == rank and all(_is_int(d) and d >= 1 for d in self.input_shape)
+        _check(sizes_ok, "model.input_shape", f"{rank} positive sizes for {self.family}", list(self.input_shape))
         _check(_is_int(self.num_outputs) and self.num_outputs >= 1, "model.num_outputs", "an integer >= 1", self.num_outputs)
         _check(len(self.hidden) >= 1 and all(_is_int(w) and w >= 1 for w in self.hidden), "model.hidden", "one or more positive widths", list(self.hidden))
         _check(self.activation in ACTIVATIONS, "model.activation", f"one of {list(ACTIVATIONS)}", self.activation)
@@ -64,7 +66,8 @@ class ModelSpec:
         _check(self.pool in POOLINGS, "model.pool", f"one of {list(POOLINGS)}", self.pool)
         if self.family == "convnet":
             side = min(self.input_shape[1:]) >> len(self.hidden)
-            _check(side >= 1, "model.hidden", f"at most {min(self.input_shape[1:]).bit_length() - 1} conv blocks for input {list(self.input_shape)}", len(self.hidden))
+            most = min(self.input_shape[1:]).bit_length() - 1
+            _check(side >= 1, "model.hidden", f"at most {most} conv blocks for input {list(self.input_shape)}", len(self.hidden))
         self.lut.validate("model.lut")
 
     def head_in_features(self) -> int:

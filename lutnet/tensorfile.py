@@ -65,7 +65,8 @@ def _tensor(name: str, info: object, body: memoryview, source: str) -> np.ndarra
         raise CheckpointError(f"{source}: entry for tensor {name!r}", expected="dtype, shape and data_offsets", got=info) from None
     count = int(np.prod(shape, dtype=np.int64))
     if not 0 <= begin <= end <= len(body) or end - begin != count * dtype.itemsize:
-        raise CheckpointError(f"{source}: tensor {name!r} is truncated or corrupt", expected=f"{count * dtype.itemsize} bytes inside {len(body)}", got=f"offsets [{begin}, {end}]")
+        expected = f"{count * dtype.itemsize} bytes inside {len(body)}"
+        raise CheckpointError(f"{source}: tensor {name!r} is truncated or corrupt", expected=expected, got=f"offsets [{begin}, {end}]")
     return np.frombuffer(body[begin:end], dtype=dtype).reshape(shape).copy()
 
 
