@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the serving image with podman where no image registry can be reached: from the local Debian base
+# image (base-image.sh), with pip's CA bundle handed in as a build secret when $PIP_CERT or $SSL_CERT_FILE
+# names one. Elsewhere a plain `docker build -t lutnet .` does the same.
+#
+# Usage: deploy/podman/build.sh [--target runtime|demo] [--tag TAG] [CONTEXT]
+#   CONTEXT defaults to the repository root; the demo target bakes CONTEXT/models (see the README).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+target=runtime
+tag=
+context="$(cd "${here}/../.." && pwd)"
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --target) target="$2"; shift 2 ;;
+        --tag) tag="$2"; shift 2 ;;
+        -h|--help) sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -*) echo "build.sh: error: unknown option '$1'; expected --target, --tag or a context directory" >&2; exit 2 ;;
+        *) context="$1"; shift ;;
+    esac
+done
+tag="${tag:-localhost/lutnet:${target}}"
+
+base_image="$("${here}/base-image.sh")"
+secret=()
+ca_bundle="${PIP_CERT:-${SSL_CERT_FILE:-}}"
+if [ -n "${ca_bundle}" ] && [ -s "${ca_bundle}" ]; then
+    secret=(--secret "id=pip_cert,src=${ca_bundle}")
+fi
+
+# --format docker keeps HEALTHCHECK (the OCI image format has no field for it).
+podman build --pull=never --isolation chroot --format docker \
+    "${secret[@]}" \
+    --build-arg "BASE_IMAGE=${base_image}" \
+    --target "${target}" --tag "${tag}" \
+    --file "${context}/Dockerfile" "${context}"
