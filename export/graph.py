@@ -1,0 +1,178 @@
+"""The fused ONNX graph, built directly with ``onnx.helper``: float32, dynamic batch, one lookup per LUT layer.
+
+Lookup formulation (the fastest exact one in ``benchmarks/results/lookup_formulations.json``):
+``Clip`` the coordinate to ``[0, S-1]``, ``Cast`` it to int32 (truncation is floor on non-negative
+values, so no ``Floor``), then ``GatherElements`` along axis 0 of ``[S, C]`` tables, which picks
+``table[s, c]`` per channel without per-channel index offsets. Linear segments gather an intercept and
+a slope table with that one index and finish with ``Mul`` + ``Add``; constant segments gather only
+the intercept. Convolutions move channels last around the lookup so the same ``[N, C]`` lookup serves.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from lutnet import __version__, metadata
+from lutnet.checkpoint import Checkpoint
+from lutnet.errors import LutnetError
+from export.fold import FusedLayer, FusedModel, SegmentTable, exported_checkpoint, fold
+
+DEFAULT_OPSET = 20
+MIN_OPSET = 13  # Clip with tensor bounds, GatherElements, Squeeze-free shapes: everything used here
+GELU_OPSET = 20  # Gelu is an operator from opset 20; below it the exact erf formula is spelled out
+
+
+class GraphBuilder:
+    """Accumulates nodes and float32 initializers; each method returns the name of the value it produced."""
+
+    def __init__(self, opset: int) -> None:
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+        self._count = 0
+
+    def constant(self, hint: str, array: np.ndarray, dtype: type = np.float32) -> str:
+        name = self._name(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, *, output: str | None = None, **attributes: object) -> str:
+        output = output or self._name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
+        return output
+
+    def _name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def lookup(self, v: str, table: SegmentTable, layer: int) -> str:
+        """Evaluate the segment table at coordinates ``v`` of shape ``[N, C]``."""
+        low = self.constant(f"act{layer}.first_segment", np.array(0.0))
+        high = self.constant(f"act{layer}.last_segment", np.array(table.segments - 1.0))
+        segment = self.op("Cast", [self.op("Clip", [v, low, high])], f"act{layer}.segment", to=TensorProto.INT32)
+        intercept = self.op("GatherElements", [self.constant(f"act{layer}.intercept", table.intercept), segment], f"act{layer}.intercept_at", axis=0)
+        if table.slope is None:
+            return intercept
+        slope = self.op("GatherElements", [self.constant(f"act{layer}.slope", table.slope), segment], f"act{layer}.slope_at", axis=0)
+        return self.op("Add", [self.op("Mul", [v, slope]), intercept], f"act{layer}.out")
+
+    def activation(self, x: str, layer: FusedLayer, index: int, spatial: tuple[int, int] | None) -> str:
+        """The layer's activation of ``x`` (``[B, C]``, or ``[B, C, H, W]`` when ``spatial`` is given)."""
+        if layer.activation == "relu":
+            return self.op("Relu", [x])
+        if layer.activation == "gelu":
+            return self.gelu(x)
+        assert layer.table is not None
+        if spatial is None:
+            return self.lookup(x, layer.table, index)
+        channels = layer.bias.shape[0]
+        last = self.op("Transpose", [x], perm=[0, 2, 3, 1])  # (B, H, W, C)
+        flat = self.op("Reshape", [last, self.constant("shape", np.array([-1, channels]), np.int64)])
+        out = self.lookup(flat, layer.table, index)
+        back = self.op("Reshape", [out, self.constant("shape", np.array([-1, *spatial, channels]), np.int64)])
+        return self.op("Transpose", [back], perm=[0, 3, 1, 2])
+
+    def gelu(self, x: str) -> str:
+        if self.opset >= GELU_OPSET:
+            return self.op("Gelu", [x])
+        erf = self.op("Erf", [self.op("Mul", [x, self.constant("sqrt_half", np.array(np.sqrt(0.5)))])])
+        half_x = self.op("Mul", [x, self.constant("half", np.array(0.5))])
+        return self.op("Mul", [half_x, self.op("Add", [erf, self.constant("one", np.array(1.0))])])
+
+    def layers(self, model: FusedModel, x: str, output: str) -> None:
+        """Every hidden layer and the head, from the value ``x`` to the value ``output``."""
+        spatial = model.input_shape[1:] if model.family == "convnet" else None
+        if model.input_shift is not None:
+            x = self.op("Sub", [x, self.constant("input_mean", model.input_shift.reshape(1, -1, 1, 1))])
+        for i, layer in enumerate(model.layers):
+            weight, bias = self.constant(f"hidden{i}.weight", layer.weight), self.constant(f"hidden{i}.bias", layer.bias)
+            if spatial is None:
+                x = self.activation(self.op("Gemm", [x, weight, bias], f"hidden{i}", transB=1), layer, i, None)
+                continue
+            pad = layer.weight.shape[-1] // 2
+            z = self.op("Conv", [x, weight, bias], f"hidden{i}", pads=[pad] * 4)
+            x = self.activation(z, layer, i, spatial)
+            pool = "MaxPool" if model.pool == "max" else "AveragePool"
+            x = self.op(pool, [x], kernel_shape=[2, 2], strides=[2, 2])
+            spatial = (spatial[0] // 2, spatial[1] // 2)
+        if spatial is not None:
+            x = self.op("Flatten", [x], axis=1)
+        head_weight, head_bias = self.constant("head.weight", model.head_weight), self.constant("head.bias", model.head_bias)
+        self.op("Gemm", [x, head_weight, head_bias], output=output, transB=1)
+
+
+def build_graph(
+    checkpoint: Checkpoint,
+    *,
+    mode: str | None = None,
+    bins_out: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    card: Mapping[str, str] | None = None,
+    builder: type[GraphBuilder] = GraphBuilder,
+) -> onnx.ModelProto:
+    """The fused model of ``checkpoint`` exported in ``mode`` with ``bins_out`` bins (defaults: as trained).
+
+    ``card`` adds or overrides model-card entries (``lutnet.metadata`` keys). The merge error is not
+    known here: it is ``null`` until ``export.verify`` measures it. ``builder`` swaps the graph
+    formulation (the lookup benchmarks use it).
+    """
+    check_opset(opset)
+    exported = exported_checkpoint(checkpoint, mode, bins_out)
+    model = fold(exported)
+    graph_builder = builder(opset)
+    graph_builder.layers(model, metadata.DEFAULT_INPUT_NAME, metadata.DEFAULT_OUTPUT_NAME)
+    graph = helper.make_graph(
+        graph_builder.nodes,
+        "lutnet_fused",
+        [helper.make_tensor_value_info(metadata.DEFAULT_INPUT_NAME, TensorProto.FLOAT, ["batch", *model.input_shape])],
+        [helper.make_tensor_value_info(metadata.DEFAULT_OUTPUT_NAME, TensorProto.FLOAT, ["batch", model.num_outputs])],
+        graph_builder.initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="lutnet", producer_version=__version__)
+    proto.ir_version = helper.find_min_ir_version_for(opsets)  # the oldest IR that carries the opset: widest runtime support
+    helper.set_model_props(proto, {**model_card(exported), **(card or {})})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def model_card(exported: Checkpoint) -> dict[str, str]:
+    """Every ``lutnet.metadata`` key for the exported model (plus the lut keys for LUT models)."""
+    spec, info = exported.spec, exported.info
+    dataset = info.get("dataset")
+    name = dataset.get("name") if isinstance(dataset, dict) else dataset
+    card = {
+        metadata.MODEL_NAME: str(name or "model"),
+        metadata.MODEL_VERSION: "1",
+        metadata.TASK: exported.task,
+        metadata.INPUT_NAME: metadata.DEFAULT_INPUT_NAME,
+        metadata.INPUT_SHAPE: json.dumps([-1, *spec.input_shape]),
+        metadata.OUTPUT_NAME: metadata.DEFAULT_OUTPUT_NAME,
+        metadata.OUTPUT_SHAPE: json.dumps([-1, spec.num_outputs]),
+        metadata.LABELS: json.dumps(list(exported.labels)),
+        metadata.FAMILY: spec.family,
+        metadata.ACTIVATION: spec.activation,
+        metadata.MERGE_MAX_ERROR: "null",
+        metadata.SOURCE_SHA256: "",
+        metadata.TRAINING_METRICS: json.dumps(info.get("metrics", {})),
+        metadata.LUTNET_VERSION: __version__,
+    }
+    if spec.activation == "lut":
+        card |= {metadata.LUT_MODE: spec.lut.mode, metadata.LUT_BINS: str(spec.lut.bins), metadata.LUT_EXTRAPOLATE: spec.lut.extrapolate}
+    return card
+
+
+def set_card_entry(proto: onnx.ModelProto, key: str, value: str) -> None:
+    """Replace one model-card entry of a built model."""
+    props = {p.key: p.value for p in proto.metadata_props}
+    helper.set_model_props(proto, {**props, key: value})
+
+
+def check_opset(opset: int) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise LutnetError("ONNX opset", expected=f"an integer from {MIN_OPSET} to {newest}", got=opset)
