@@ -1,0 +1,424 @@
+"""The training loop: data, model, calibration, AdamW + cosine, early stopping, resumable state, DDP, checkpoint.
+
+A run writes into its directory, per epoch: a line of ``metrics.jsonl`` and the resumable training state
+(``train_state.json`` + ``train_state.safetensors``: weights, best weights, optimizer and scheduler
+state; nothing pickled). Shuffling is a pure function of ``(seed, epoch)``, so no RNG state needs saving
+and a resumed run ends bit-identical to an uninterrupted one. On success the best-on-validation weights
+are written as a contract-A checkpoint (``config.json`` + ``model.safetensors``) and the state is removed.
+
+Under ``torchrun`` every process trains on its share of each global batch (DDP; gloo on CPU, nccl on
+GPU); the loss is scaled so the averaged gradient equals the single-process one. Only rank 0 writes.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import lutnet
+from lutnet import tensorfile
+from lutnet.atomic import write_text_atomic
+from lutnet.checkpoint import CONFIG_FILE, TENSOR_FILE, write_checkpoint
+from lutnet.errors import CheckpointError, LutnetError
+from lutnet.spec import LUTSpec, ModelSpec
+from training.data import Dataset, input_statistics, load_dataset
+from training.models import LutnetModel, build_model, checkpoint_from_model
+
+STATE_JSON = "train_state.json"
+STATE_TENSORS = "train_state.safetensors"
+METRICS_FILE = "metrics.jsonl"
+EVAL_BATCH = 2048
+# Settings that only say how or where to run; everything else defines the run and must match on --resume.
+RUNTIME_FIELDS = ("device", "threads", "out", "resume", "quiet", "stop_after")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``lutnet train`` needs; the defaults train a good digits LUT-MLP in seconds on 2 cores."""
+
+    out: str = ""
+    dataset: str = "digits"
+    target: str | None = None
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "lut"
+    bins: int = 64
+    mode: str = "linear"
+    extrapolate: str = "linear"
+    init: str = "relu"
+    shared: bool = False
+    range: tuple[float, float] = (-4.0, 4.0)
+    kernel_size: int = 3
+    pool: str = "max"
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    table_lr: float = 5e-3
+    table_weight_decay: float = 0.0
+    smoothness: float = 1e-4
+    calibration_size: int = 512
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    recalibrate_after: int = 0
+    patience: int = 10
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    resume: bool = False
+    quiet: bool = False
+    stop_after: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the run (JSON-ready); a resumed run must have the same."""
+        return {k: v for k, v in _jsonable(dataclasses.asdict(self)).items() if k not in RUNTIME_FIELDS}
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: where, how far it got and its final metrics (empty until it finishes)."""
+
+    out: Path
+    epochs_run: int
+    finished: bool
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def writer(self) -> bool:
+        return self.rank == 0
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run one training job as configured (see the module docstring for what it writes)."""
+    if not config.out:
+        raise LutnetError("--out", expected="a directory for the checkpoint", got="nothing")
+    out = Path(config.out)
+    saved = read_resume_state(out) if config.resume else None
+    if saved is None:
+        refuse_existing_run(out)
+    else:
+        check_same_run(out, saved["config"], config.identity())
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dist = start_distributed(device)
+    try:
+        return _train(config, out, saved, device, dist)
+    finally:
+        if dist.world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device: torch.device, dist: Distributed) -> TrainResult:
+    data = load_dataset(config.dataset, target=config.target, seed=config.seed)
+    data = data.as_images() if config.model == "convnet" else data
+    spec = model_spec(config, data)
+    if config.batch_size < dist.world:
+        raise LutnetError("--batch-size", expected=f"at least the number of processes ({dist.world})", got=config.batch_size)
+    torch.manual_seed(config.seed)
+    model = prepare_model(spec, data, config).to(device)
+    X = {s: torch.as_tensor(getattr(data, f"X_{s}"), dtype=torch.float32, device=device) for s in ("train", "val", "test")}
+    y_dtype = torch.int64 if data.task == "classification" else torch.float32
+    y = {s: torch.as_tensor(getattr(data, f"y_{s}"), dtype=y_dtype, device=device) for s in ("train", "val", "test")}
+    calibration = X["train"][: config.calibration_size]
+    calibrate_model(model, calibration, config.percentiles)
+    optimizer = make_optimizer(model, config)
+    steps_per_epoch = -(-len(X["train"]) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    best = {"epoch": -1, "val_loss": float("inf"), "state": copy.deepcopy(model.state_dict())}
+    history: list[dict[str, Any]] = []
+    if saved is not None:
+        history, best = restore_state(out, saved, model, optimizer, scheduler)
+        if dist.writer:
+            write_text_atomic(out / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
+    wrapped = wrap_distributed(model, device, dist)
+    start, ran = len(history), 0
+    bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc=f"train {data.name}", unit="epoch",
+               disable=config.quiet or not dist.writer, file=sys.stderr)
+    for epoch in bar:
+        seconds = time.perf_counter()
+        batches = epoch_batches(len(X["train"]), config.batch_size, config.seed, epoch, dist)
+        train_loss = train_epoch(wrapped, model, optimizer, scheduler, X["train"], y["train"], batches, config.smoothness, dist.world)
+        if epoch + 1 == config.recalibrate_after:
+            recalibrate(model, optimizer, calibration, config.percentiles)
+        val = evaluate(model, X["val"], y["val"])
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - seconds, 4)})
+        if val["loss"] < best["val_loss"]:
+            best = {"epoch": epoch + 1, "val_loss": val["loss"], "state": copy.deepcopy(model.state_dict())}
+        bar.set_postfix(loss=f"{train_loss:.4f}", **{f"val_{k}": f"{v:.4f}" for k, v in val.items() if k != "loss"})
+        if dist.writer:
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / METRICS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(history[-1]) + "\n")
+            save_state(out, config, model, optimizer, scheduler, history, best)
+        ran += 1
+        if epoch + 1 - best["epoch"] >= config.patience or (config.stop_after is not None and ran >= config.stop_after):
+            break
+    bar.close()
+    finished = len(history) >= config.epochs or len(history) - best["epoch"] >= config.patience
+    if not finished:
+        return TrainResult(out, len(history), False, history=history)
+    model.load_state_dict(best["state"])
+    metrics = {"val": evaluate(model, X["val"], y["val"]), "test": evaluate(model, X["test"], y["test"])}
+    if dist.writer:
+        info = checkpoint_info(config, data, metrics, history, best["epoch"])
+        write_checkpoint(checkpoint_from_model(model.cpu(), labels=data.labels, info=info), out)
+        for name in (STATE_JSON, STATE_TENSORS):
+            (out / name).unlink(missing_ok=True)
+        if not config.quiet:
+            print(summary_line(data, spec, metrics, len(history), best["epoch"], out))
+    return TrainResult(out, len(history), True, metrics, history)
+
+
+def model_spec(config: TrainConfig, data: Dataset) -> ModelSpec:
+    """The validated model spec for ``config`` on ``data``."""
+    lut = LUTSpec(bins=config.bins, mode=config.mode, extrapolate=config.extrapolate, init=config.init, shared=config.shared,
+                  range=tuple(config.range))
+    outputs = len(data.labels) if data.task == "classification" else 1
+    spec = ModelSpec(family=config.model, input_shape=tuple(data.input_shape), num_outputs=outputs, hidden=tuple(config.hidden),
+                     activation=config.activation, lut=lut, kernel_size=config.kernel_size, pool=config.pool)
+    spec.validate()
+    return spec
+
+
+def prepare_model(spec: ModelSpec, data: Dataset, config: TrainConfig) -> LutnetModel:
+    """A fresh model with input (and regression target) standardization from the train split."""
+    model = build_model(spec, data.task)
+    mean, std = input_statistics(data.X_train)
+    model.input_mean.copy_(torch.from_numpy(mean))
+    model.input_std.copy_(torch.from_numpy(std))
+    if data.task == "regression":
+        model.target_mean.fill_(float(data.y_train.mean()))
+        model.target_std.fill_(float(data.y_train.std()) or 1.0)
+    return model
+
+
+@torch.no_grad()
+def calibrate_model(model: LutnetModel, batch: torch.Tensor, percentiles: tuple[float, float]) -> None:
+    """Fit every LUT's range to its pre-activations on ``batch``, first layer first, in one forward pass."""
+    hooks = [lut.register_forward_pre_hook(lambda layer, args: layer.calibrate(args[0], *percentiles)) for lut in model.luts()]
+    try:
+        model(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def recalibrate(model: LutnetModel, optimizer: torch.optim.Optimizer, batch: torch.Tensor, percentiles: tuple[float, float]) -> None:
+    """Calibrate again after warm-up; the tables' Adam moments refer to the old knots, so they restart."""
+    calibrate_model(model, batch, percentiles)
+    for lut in model.luts():
+        optimizer.state.pop(lut.table, None)
+
+
+def make_optimizer(model: LutnetModel, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with the tables in their own group (own learning rate and weight decay)."""
+    tables = [lut.table for lut in model.luts()]
+    table_ids = {id(t) for t in tables}
+    weights = [p for p in model.parameters() if id(p) not in table_ids]
+    groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay}]
+    if tables:
+        groups.append({"params": tables, "lr": config.table_lr, "weight_decay": config.table_weight_decay})
+    return torch.optim.AdamW(groups)
+
+
+def epoch_batches(size: int, batch_size: int, seed: int, epoch: int, dist: Distributed) -> list[tuple[np.ndarray, int]]:
+    """This process's row indices of each global batch, with the global batch size; the shuffle depends only on (seed, epoch)."""
+    order = np.random.default_rng([seed, epoch]).permutation(size)
+    batches = (order[i : i + batch_size] for i in range(0, size, batch_size))
+    return [(np.array_split(batch, dist.world)[dist.rank], len(batch)) for batch in batches]
+
+
+def train_epoch(wrapped: torch.nn.Module, model: LutnetModel, optimizer: torch.optim.Optimizer, scheduler: Any,
+                X: torch.Tensor, y: torch.Tensor, batches: list[tuple[np.ndarray, int]], smoothness: float, world: int) -> float:
+    """One pass over ``batches``; returns the mean training loss of this process's rows.
+
+    Each process's summed loss is divided by the global batch size and multiplied by ``world``, so the
+    gradient DDP averages equals the gradient of the global batch's mean loss.
+    """
+    model.train()
+    luts = model.luts() if smoothness else []
+    total, count = 0.0, 0
+    for rows, global_size in batches:
+        index = torch.from_numpy(rows).to(X.device)
+        loss_sum = batch_loss_sum(wrapped(X[index]), y[index], model)
+        loss = loss_sum * (world / global_size)
+        if luts:
+            loss = loss + smoothness * sum(lut.smoothness() for lut in luts)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total, count = total + float(loss_sum.detach()), count + len(rows)
+    if not np.isfinite(total):
+        raise LutnetError("training loss", expected="a finite number (try a lower --lr or --table-lr)", got=total)
+    return total / max(count, 1)
+
+
+def batch_loss_sum(outputs: torch.Tensor, targets: torch.Tensor, model: LutnetModel) -> torch.Tensor:
+    """Summed loss: cross-entropy for classes, squared error in standardized target units for regression."""
+    if model.task == "classification":
+        return F.cross_entropy(outputs, targets, reduction="sum")
+    return (((outputs[:, 0] - targets) / model.target_std) ** 2).sum()
+
+
+@torch.no_grad()
+def evaluate(model: LutnetModel, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Loss and task metrics (accuracy; or rmse, mae, r2 in target units) on ``X``, ``y``."""
+    model.eval()
+    outputs = torch.cat([model(X[i : i + EVAL_BATCH]) for i in range(0, len(X), EVAL_BATCH)])
+    loss = float(batch_loss_sum(outputs, y, model)) / len(y)
+    if model.task == "classification":
+        return {"loss": loss, "accuracy": float((outputs.argmax(1) == y).double().mean())}
+    error = (outputs[:, 0] - y).double()
+    variance = float(((y.double() - y.double().mean()) ** 2).mean())
+    mse = float((error**2).mean())
+    return {"loss": loss, "rmse": mse**0.5, "mae": float(error.abs().mean()), "r2": 1.0 - mse / variance if variance > 0 else 0.0}
+
+
+# --- devices and processes ---------------------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is an error."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise LutnetError("--device", expected="auto, cpu or cuda", got=repr(name))
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LutnetError("--device cuda", expected="a CUDA-capable torch and GPU", got="torch.cuda.is_available() is False")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device(name)
+
+
+def start_distributed(device: torch.device) -> Distributed:
+    """Join the ``torchrun`` process group when launched by it (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed()
+    torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(rank=torch.distributed.get_rank(), world=world)
+
+
+def wrap_distributed(model: LutnetModel, device: torch.device, dist: Distributed) -> torch.nn.Module:
+    if dist.world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+# --- run directory: refuse, resume, save ---------------------------------------------------------------
+
+def refuse_existing_run(out: Path) -> None:
+    """A fresh run never overwrites another run's checkpoint or state."""
+    found = [name for name in (CONFIG_FILE, TENSOR_FILE, STATE_JSON) if (out / name).exists()]
+    if found:
+        raise LutnetError(f"--out {out}", expected="a new or empty directory (use --resume DIR to continue a run there)",
+                          got=f"an existing run ({', '.join(found)})")
+
+
+def read_resume_state(out: Path) -> dict[str, Any]:
+    """The saved state of an unfinished run in ``out``; clear errors when there is none."""
+    path = out / STATE_JSON
+    if not path.exists():
+        got = "a finished checkpoint (nothing left to resume)" if (out / CONFIG_FILE).exists() else f"no {STATE_JSON}"
+        raise CheckpointError(f"--resume {out}", expected="the training state of an interrupted 'lutnet train' run", got=got)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"--resume {path}", expected="a training state written by 'lutnet train'", got=str(exc)) from None
+    if not isinstance(saved, dict) or not {"config", "history", "scheduler"} <= set(saved) or not (out / STATE_TENSORS).exists():
+        raise CheckpointError(f"--resume {path}", expected=f"a training state written by 'lutnet train' (with {STATE_TENSORS})", got="an incomplete one")
+    return saved
+
+
+def check_same_run(out: Path, saved: dict[str, Any], requested: dict[str, Any]) -> None:
+    """A resumed run must be the same run: same data, model and training settings."""
+    differences = {k: (saved.get(k), requested[k]) for k in requested if saved.get(k) != requested[k]}
+    if differences:
+        expected = ", ".join(f"{k}={a!r}" for k, (a, _) in differences.items())
+        got = ", ".join(f"{k}={b!r}" for k, (_, b) in differences.items())
+        raise CheckpointError(f"--resume {out} holds a run of another model or setup", expected=expected, got=got)
+
+
+def save_state(out: Path, config: TrainConfig, model: LutnetModel, optimizer: torch.optim.Optimizer, scheduler: Any,
+               history: list[dict[str, Any]], best: dict[str, Any]) -> None:
+    """Write the resumable state: tensors to safetensors, everything else to JSON (tensors first)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best["state"].items()})
+    optim = optimizer.state_dict()
+    for index, slots in optim["state"].items():
+        tensors.update({f"optimizer.{index}.{slot}": value for slot, value in slots.items()})
+    tensorfile.save_file({k: v.detach().cpu().numpy() for k, v in tensors.items()}, out / STATE_TENSORS)
+    state = {"config": config.identity(), "epoch": len(history), "history": history, "best_epoch": best["epoch"],
+             "best_val_loss": best["val_loss"], "optimizer_groups": optim["param_groups"], "scheduler": scheduler.state_dict()}
+    write_text_atomic(out / STATE_JSON, json.dumps(_jsonable(state)) + "\n")
+
+
+def restore_state(out: Path, saved: dict[str, Any], model: LutnetModel, optimizer: torch.optim.Optimizer,
+                  scheduler: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Load what :func:`save_state` wrote into ``model``, ``optimizer`` and ``scheduler``; returns history and best."""
+    tensors = {k: torch.from_numpy(v) for k, v in tensorfile.load_file(out / STATE_TENSORS).items()}
+    part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+    model.load_state_dict(part("model."))
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in part("optimizer.").items():
+        index, slot = name.split(".", 1)
+        slots.setdefault(int(index), {})[slot] = value
+    groups = [{**g, "betas": tuple(g["betas"])} for g in saved["optimizer_groups"]]
+    optimizer.load_state_dict({"state": slots, "param_groups": groups})
+    scheduler.load_state_dict(saved["scheduler"])
+    best = {"epoch": saved["best_epoch"], "val_loss": saved["best_val_loss"], "state": part("best.")}
+    return saved["history"], best
+
+
+def checkpoint_info(config: TrainConfig, data: Dataset, metrics: dict[str, Any], history: list[dict[str, Any]], best_epoch: int) -> dict[str, Any]:
+    """The free-form part of config.json: data set, metrics, training arguments and versions."""
+    return _jsonable({
+        "dataset": {"name": data.name, "source": data.source, "sizes": data.sizes(), "split_seed": config.seed,
+                    "target": config.target, "feature_names": data.feature_names},
+        "metrics": metrics,
+        "training": {**config.identity(), "epochs_run": len(history), "best_epoch": best_epoch,
+                     "seconds": round(sum(h["seconds"] for h in history), 3)},
+        "versions": {"lutnet": lutnet.__version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+    })
+
+
+def summary_line(data: Dataset, spec: ModelSpec, metrics: dict[str, dict[str, float]], epochs: int, best_epoch: int, out: Path) -> str:
+    test, val = metrics["test"], metrics["val"]
+    key = "accuracy" if data.task == "classification" else "rmse"
+    return (f"{data.name} {spec.family}/{spec.activation}: test {key} {test[key]:.4f} (val {val[key]:.4f}), "
+            f"{epochs} epochs (best {best_epoch}) -> {out}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples to lists, numpy scalars to Python numbers, recursively (so JSON round trips compare equal)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
