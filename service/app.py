@@ -1,0 +1,220 @@
+"""The app factory: routers, one error shape for every failure, body limit, and the lifespan that loads models."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lutnet import __version__
+from lutnet.errors import LutnetError
+from service import schemas
+from service.dataplane import DataPlane
+from service.errors import PayloadTooLarge, ServiceError
+from service.metrics import ServiceMetrics
+from service.repository import ModelRegistry
+from service.routes import build_routers, json_response
+from service.settings import Settings
+
+log = logging.getLogger("lutnet.serve")
+
+DESCRIPTION = """Serves fused lutnet models (plain ONNX) with onnxruntime.
+
+* **Open Inference Protocol v2** under `/v2`: JSON tensors and the binary tensor data extension
+  (`Inference-Header-Content-Length`), so Triton/KServe clients work unchanged.
+* **Simple API** `POST /v1/models/{model_name}:predict` with `{"instances": [[...], ...]}`.
+* Every error is `{"error": "..."}` with the protocol's status code.
+"""
+
+
+def create_app(settings: Settings, registry: ModelRegistry | None = None) -> FastAPI:
+    """The FastAPI app serving ``registry`` (by default the repository named in ``settings``); models load in its lifespan."""
+    if registry is None:
+        if settings.repository is None:
+            raise LutnetError("model repository", expected="a directory (--repository DIR or LUTNET_REPOSITORY)", got="none")
+        registry = ModelRegistry(settings.repository, settings, ServiceMetrics(settings.stats_window))
+    plane = DataPlane(settings, registry, registry.metrics)
+    app = FastAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane))
+    for router in build_routers(plane, settings.api_token):
+        app.include_router(router)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    _document_bodies(app, [schemas.InferRequest, schemas.PredictRequest, schemas.RepositoryIndexRequest])
+    app.state.plane = plane
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """uvicorn factory for ``lutnet serve``: settings from ``LUTNET_*`` (the CLI exports its flags there for every worker)."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    """Log lines of the service to stderr at ``level``."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    logging.getLogger("lutnet").setLevel(level.upper())
+
+
+@contextlib.asynccontextmanager
+async def serving(plane: DataPlane) -> AsyncIterator[None]:
+    """Lifespan: load models (sessions are created here, after any fork), poll, log statistics; drain on exit."""
+    settings = plane.settings
+    executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="onnxruntime") if settings.execution == "thread" else None
+    await plane.registry.start(executor)
+    if not plane.registry.defaults():
+        log.warning("no model is loaded from %s; the server answers 404 until one is loaded", plane.registry.repository)
+    restore_signal = _drain_on_sigterm(plane)
+    tasks = [
+        asyncio.create_task(_every(seconds, job))
+        for seconds, job in ((settings.poll_seconds, plane.registry.sync), (settings.stats_log_s, _log_statistics(plane)))
+        if seconds > 0
+    ]
+    plane.started = True
+    try:
+        yield
+    finally:
+        plane.begin_shutdown()
+        for task in tasks:
+            task.cancel()
+        await plane.registry.close()
+        if executor is not None:
+            executor.shutdown(wait=True)
+        restore_signal()
+        for model in plane.registry.loaded():
+            log.info("statistics at shutdown: %s", model.stats.summary())
+
+
+def _drain_on_sigterm(plane: DataPlane) -> Callable[[], None]:
+    """Chain a SIGTERM handler before the server's own: readiness turns false at once, then the server drains.
+
+    Only where a server (uvicorn) already handles SIGTERM in this main thread; elsewhere nothing changes.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        return lambda: None
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if not plane.draining:
+            log.info("SIGTERM: readiness is false; finishing in-flight requests (grace %s s)", plane.settings.shutdown_grace_s)
+        plane.begin_shutdown()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+async def _every(seconds: float, job: Callable[[], Any]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:  # a failed poll or log line must not stop the loop; the next round tries again
+            log.exception("periodic job failed")
+
+
+def _log_statistics(plane: DataPlane) -> Callable[[], Any]:
+    async def job() -> None:
+        for model in plane.registry.loaded():
+            log.info("%s", model.stats.summary())
+
+    return job
+
+
+class BodyLimit:
+    """Answers 413 for a body over ``limit`` bytes: at once from Content-Length, or while a chunked body streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = next((int(value) for key, value in scope["headers"] if key == b"content-length"), None)
+        if length is not None and length > self.limit:
+            return await _error_response(self._too_large(f"{length} bytes"))(scope, receive, send)
+        if length is None:
+            receive = self._counting(receive)
+        await self.app(scope, receive, send)
+
+    def _too_large(self, got: str) -> PayloadTooLarge:
+        return PayloadTooLarge("request body", expected=f"at most {self.limit} bytes (LUTNET_MAX_REQUEST_BYTES)", got=got)
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise self._too_large(f"more than {self.limit} bytes")
+            return message
+
+        return counted
+
+
+def _error_response(exc: ServiceError) -> Response:
+    return json_response({"error": str(exc)}, exc.status_code)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    return _error_response(exc)  # type: ignore[arg-type]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}; the routes are listed at /docs"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}; allowed: {(exc.headers or {}).get('Allow', '')}"
+    else:
+        message = str(exc.detail)
+    response = json_response({"error": message}, exc.status_code)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return json_response({"error": f"invalid request: {problems}"}, 400)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return json_response({"error": f"internal server error ({type(exc).__name__}); see the server log"}, 500)
+
+
+def _document_bodies(app: FastAPI, models: list[type]) -> None:
+    """Add the JSON schemas of bodies that handlers parse by hand to the OpenAPI components they reference."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")  # type: ignore[attr-defined]
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

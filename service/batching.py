@@ -1,0 +1,132 @@
+"""Dynamic batching: concurrent requests to one model version queue and are merged into one onnxruntime call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.errors import Unavailable
+
+# Runs one merged batch: input arrays by name -> (output arrays, nanoseconds spent computing).
+Execute = Callable[[dict[str, np.ndarray]], Awaitable[tuple[list[np.ndarray], int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """One request's slice of a merged batch, with the time it waited and the time its batch computed."""
+
+    outputs: list[np.ndarray]
+    queue_ns: int
+    compute_ns: int
+    batch_rows: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    future: asyncio.Future[BatchResult]
+    enqueued_ns: int
+
+
+class MicroBatcher:
+    """Queue of one model version: merges requests up to ``max_batch_size`` rows or ``max_delay_us`` of waiting.
+
+    One worker task takes whole requests in arrival order, concatenates their inputs along the batch
+    axis, runs them once and hands each request its own rows, so results equal unbatched ones.
+    """
+
+    def __init__(self, execute: Execute, *, label: str, max_batch_size: int, max_delay_us: int, max_queue_size: int, timeout_s: float) -> None:
+        self._execute = execute
+        self._label = label
+        self._max_batch_size = max_batch_size
+        self._max_delay_ns = max_delay_us * 1000
+        self._max_queue_size = max_queue_size
+        self._timeout_ns = int(timeout_s * 1e9)
+        self._pending: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._arrived = asyncio.Event()
+        self._closed = False
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the worker task on the running event loop."""
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher {self._label}")
+
+    async def submit(self, inputs: dict[str, np.ndarray], rows: int) -> BatchResult:
+        """Queue one request of ``rows`` rows and wait for its slice of a batch; 503 when the queue is full or closed."""
+        if self._closed:
+            raise Unavailable(f"model {self._label} is shutting down; retry")
+        if len(self._pending) >= self._max_queue_size:
+            raise Unavailable(f"batching queue of model {self._label}", expected=f"at most {self._max_queue_size} waiting requests", got="a full queue")
+        future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(inputs, rows, future, time.perf_counter_ns()))
+        self._queued_rows += rows
+        if len(self._pending) == 1 or self._queued_rows >= self._max_batch_size:
+            self._arrived.set()
+        return await future
+
+    async def close(self) -> None:
+        """Refuse new requests, finish the queued ones, stop the worker."""
+        self._closed = True
+        self._arrived.set()
+        if self._worker is not None:
+            await self._worker
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending or not self._closed:
+            if not self._pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            wait_s = (self._pending[0].enqueued_ns + self._max_delay_ns - time.perf_counter_ns()) / 1e9
+            if self._queued_rows < self._max_batch_size and wait_s > 0 and not self._closed:
+                self._arrived.clear()
+                timer = loop.call_later(wait_s, self._arrived.set)
+                await self._arrived.wait()
+                timer.cancel()
+                continue
+            await self._run(self._take())
+
+    def _take(self) -> list[_Pending]:
+        """Whole requests in arrival order up to ``max_batch_size`` rows; ones that waited too long are answered 503."""
+        batch: list[_Pending] = []
+        rows = 0
+        now = time.perf_counter_ns()
+        while self._pending and (not batch or rows + self._pending[0].rows <= self._max_batch_size):
+            item = self._pending.popleft()
+            self._queued_rows -= item.rows
+            if now - item.enqueued_ns > self._timeout_ns:
+                if not item.future.done():
+                    item.future.set_exception(Unavailable(f"request to model {self._label} waited in the queue longer than {self._timeout_ns / 1e9:g} s"))
+                continue
+            batch.append(item)
+            rows += item.rows
+        return batch
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
+        started_ns = time.perf_counter_ns()
+        names = batch[0].inputs.keys()
+        feeds = batch[0].inputs if len(batch) == 1 else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
+        try:
+            outputs, compute_ns = await self._execute(feeds)
+        except Exception as exc:  # the whole batch failed together: every request in it gets the error
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        total = sum(item.rows for item in batch)
+        start = 0
+        for item in batch:
+            if not item.future.done():
+                sliced = [output[start : start + item.rows] for output in outputs]
+                item.future.set_result(BatchResult(sliced, started_ns - item.enqueued_ns, compute_ns, total))
+            start += item.rows

@@ -1,0 +1,47 @@
+"""Errors the service answers with: each carries its HTTP status code and becomes ``{"error": "..."}``."""
+
+from __future__ import annotations
+
+from lutnet.errors import LutnetError
+
+
+class ServiceError(LutnetError):
+    """Base of every error the service turns into a JSON error response."""
+
+    status_code = 500
+
+
+class BadRequest(ServiceError):
+    """The request cannot be served as sent: malformed body, wrong tensor name, shape, datatype or values."""
+
+    status_code = 400
+
+
+class Unauthorized(ServiceError):
+    """A guarded route was called without the API token."""
+
+    status_code = 401
+
+
+class NotFound(ServiceError):
+    """Unknown model, version or route."""
+
+    status_code = 404
+
+
+class PayloadTooLarge(ServiceError):
+    """The request body is larger than ``max_request_bytes``."""
+
+    status_code = 413
+
+
+class Unavailable(ServiceError):
+    """The server or model is not ready, its queue is full, or it is shutting down."""
+
+    status_code = 503
+
+
+class ModelLoadError(ServiceError):
+    """A model version in the repository could not be loaded; the previous version keeps serving."""
+
+    status_code = 400

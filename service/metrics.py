@@ -1,0 +1,134 @@
+"""Traffic and latency metrics: Prometheus series in a registry the app owns, Triton-style statistics, recent percentiles."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+SECONDS_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0, 2.5, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+OUTCOMES = ("success", "client_error", "unavailable", "server_error")
+PERCENTILES = (50, 95, 99)
+
+
+class ServiceMetrics:
+    """Every metric of one app; one ``ModelStats`` per model version, kept across reloads of that version."""
+
+    def __init__(self, window: int) -> None:
+        self.registry = CollectorRegistry()
+        self.window = window
+        labels = ["model", "version"]
+        self.requests = Counter("lutnet_requests", "Inference requests by model, version and outcome.", [*labels, "outcome"], registry=self.registry)
+        self.latency = Histogram(
+            "lutnet_request_duration_seconds", "End-to-end time of successful requests.", labels, buckets=SECONDS_BUCKETS, registry=self.registry
+        )
+        self.queue = Histogram(
+            "lutnet_queue_duration_seconds", "Time a request waited before its batch ran.", labels, buckets=SECONDS_BUCKETS, registry=self.registry
+        )
+        self.compute = Histogram("lutnet_compute_duration_seconds", "Time of one onnxruntime call.", labels, buckets=SECONDS_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("lutnet_batch_size", "Rows in one onnxruntime call.", labels, buckets=BATCH_BUCKETS, registry=self.registry)
+        self._models: dict[tuple[str, int], ModelStats] = {}
+
+    def for_model(self, name: str, version: int) -> ModelStats:
+        """The statistics of ``name`` version ``version``, created on first use."""
+        key = (name, version)
+        if key not in self._models:
+            self._models[key] = ModelStats(self, name, version)
+        return self._models[key]
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+class ModelStats:
+    """Counters of one model version: Prometheus children bound once, Triton statistics, a window of recent latencies."""
+
+    def __init__(self, metrics: ServiceMetrics, name: str, version: int) -> None:
+        labels = (name, str(version))
+        self.name, self.version = name, version
+        self._outcomes = {outcome: metrics.requests.labels(*labels, outcome) for outcome in OUTCOMES}
+        self._latency = metrics.latency.labels(*labels)
+        self._queue = metrics.queue.labels(*labels)
+        self._compute = metrics.compute.labels(*labels)
+        self._batch_size = metrics.batch_size.labels(*labels)
+        self._recent: deque[int] = deque(maxlen=metrics.window)
+        # Triton statistics: [count, cumulative ns] per phase.
+        self._phases = {phase: [0, 0] for phase in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")}
+        self._batches: dict[int, list[int]] = {}
+        self.inference_count = 0
+        self.execution_count = 0
+        self.last_inference_ms = 0
+
+    def record_success(self, *, total_ns: int, decode_ns: int, queue_ns: int, compute_ns: int, encode_ns: int, rows: int) -> None:
+        """One answered request: its end-to-end time and the time of each phase."""
+        for phase, ns in (
+            ("success", total_ns),
+            ("queue", queue_ns),
+            ("compute_input", decode_ns),
+            ("compute_infer", compute_ns),
+            ("compute_output", encode_ns),
+        ):
+            counter = self._phases[phase]
+            counter[0] += 1
+            counter[1] += ns
+        self.inference_count += rows
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        self._recent.append(total_ns)
+        self._outcomes["success"].inc()
+        self._latency.observe(total_ns * 1e-9)
+        self._queue.observe(queue_ns * 1e-9)
+
+    def record_failure(self, *, total_ns: int, status_code: int) -> None:
+        """One request answered with an error."""
+        counter = self._phases["fail"]
+        counter[0] += 1
+        counter[1] += total_ns
+        outcome = "unavailable" if status_code == 503 else "client_error" if status_code < 500 else "server_error"
+        self._outcomes[outcome].inc()
+
+    def record_execution(self, rows: int, compute_ns: int) -> None:
+        """One onnxruntime call over ``rows`` rows."""
+        self.execution_count += 1
+        batch = self._batches.setdefault(rows, [0, 0])
+        batch[0] += 1
+        batch[1] += compute_ns
+        self._compute.observe(compute_ns * 1e-9)
+        self._batch_size.observe(rows)
+
+    def recent_percentiles(self) -> dict[str, Any]:
+        """p50 / p95 / p99 of the end-to-end latency of the most recent successful requests, in milliseconds."""
+        if not self._recent:
+            return {"window": 0, **{f"p{q}_ms": None for q in PERCENTILES}}
+        values = np.percentile(np.fromiter(self._recent, dtype=np.int64, count=len(self._recent)), PERCENTILES) / 1e6
+        return {"window": len(self._recent), **{f"p{q}_ms": round(float(v), 4) for q, v in zip(PERCENTILES, values, strict=True)}}
+
+    def to_triton(self) -> dict[str, Any]:
+        """The model's entry of the v2 statistics extension (``model_stats``), plus the recent percentiles."""
+        duration = lambda pair: {"count": pair[0], "ns": pair[1]}  # noqa: E731
+        empty = {"count": 0, "ns": 0}
+        return {
+            "name": self.name,
+            "version": str(self.version),
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": {phase: duration(pair) for phase, pair in self._phases.items()} | {"cache_hit": empty, "cache_miss": empty},
+            "batch_stats": [
+                {"batch_size": size, "compute_input": empty, "compute_infer": duration(pair), "compute_output": empty}
+                for size, pair in sorted(self._batches.items())
+            ],
+            "recent_latency": self.recent_percentiles(),
+        }
+
+    def summary(self) -> str:
+        """One log line: request count and recent percentiles."""
+        recent = self.recent_percentiles()
+        if not recent["window"]:
+            return f"{self.name} v{self.version}: no requests yet"
+        p = "  ".join(f"p{q} {recent[f'p{q}_ms']:.3f} ms" for q in PERCENTILES)
+        return f"{self.name} v{self.version}: {self._phases['success'][0]} ok, {self._phases['fail'][0]} failed; last {recent['window']}: {p}"

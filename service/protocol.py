@@ -1,0 +1,335 @@
+"""Open Inference Protocol (v2) codecs: JSON and binary tensor bodies in, JSON and binary bodies out, and the /v1 predict body.
+
+Parsing is done by hand with orjson and numpy (no pydantic on the hot path). Every error is a
+``BadRequest`` that names the tensor or field, what was expected and what was got.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from lutnet.reference import predict_proba
+from service.errors import BadRequest
+
+HEADER_LENGTH = "inference-header-content-length"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+JSON_CONTENT_TYPE = "application/json"
+
+DATATYPES: dict[str, np.dtype] = {
+    name: np.dtype(code)
+    for name, code in (
+        ("BOOL", "?"),
+        ("UINT8", "u1"),
+        ("UINT16", "<u2"),
+        ("UINT32", "<u4"),
+        ("UINT64", "<u8"),
+        ("INT8", "i1"),
+        ("INT16", "<i2"),
+        ("INT32", "<i4"),
+        ("INT64", "<i8"),
+        ("FP16", "<f2"),
+        ("FP32", "<f4"),
+        ("FP64", "<f8"),
+    )
+}
+DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
+NUMERIC_KINDS = "biuf"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One input or output of a model: v2 datatype name and shape (-1 for a free dimension; the first is the batch)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return DATATYPES[self.datatype]
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """A decoded v2 request: input arrays in the model's dtypes and which outputs to return, binary or not."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    rows: int
+    outputs: list[tuple[str, bool | None]] | None  # None: every output; a binary flag of None follows binary_default
+    binary_default: bool
+
+    def selected_outputs(self, names: Sequence[str], arrays: Sequence[np.ndarray]) -> list[tuple[str, np.ndarray, bool]]:
+        """(name, array, binary) of each output to return, in the order asked for."""
+        by_name = dict(zip(names, arrays, strict=True))
+        chosen = self.outputs if self.outputs is not None else [(name, None) for name in names]
+        return [(name, by_name[name], self.binary_default if binary is None else binary) for name, binary in chosen]
+
+
+def parse_json(data: bytes | memoryview, what: str = "request body") -> Any:
+    """Decode JSON with a message that says where it broke; NaN and Infinity literals are accepted here and judged later."""
+    if not len(data):
+        raise BadRequest(what, expected="a JSON object", got="an empty body")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        try:  # orjson refuses NaN/Infinity literals; the stdlib reads them so the finiteness check can name them.
+            return json.loads(bytes(data))
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest(what, expected="valid JSON", got=f"malformed JSON ({exc})") from None
+
+
+def decode_infer_request(
+    body: bytes, header_length: str | None, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], *, max_batch_size: int | None, allow_nonfinite: bool
+) -> InferRequest:
+    """Decode a v2 infer body (JSON, or JSON header + binary tensor data) against the model's inputs and outputs."""
+    json_end = _json_header_end(body, header_length)
+    document = parse_json(memoryview(body)[:json_end])
+    if not isinstance(document, dict):
+        raise BadRequest("request body", expected="a JSON object with 'inputs'", got=type(document).__name__)
+    entries = document.get("inputs")
+    if not isinstance(entries, list) or not entries:
+        raise BadRequest("'inputs'", expected="a non-empty list of tensors", got=_brief(entries))
+    arrays, offset = {}, json_end
+    specs = {spec.name: spec for spec in inputs}
+    for entry in entries:
+        spec = _input_spec(entry, specs, arrays)
+        arrays[spec.name], offset = _decode_tensor(entry, spec, body, offset, allow_nonfinite)
+    if missing := [name for name in specs if name not in arrays]:
+        raise BadRequest("inputs", expected=f"tensors named {list(specs)}", got=f"no tensor for {missing}")
+    if offset != len(body):
+        raise BadRequest("binary tensor data", expected=f"{offset - json_end} bytes (the sum of binary_data_size)", got=f"{len(body) - json_end} bytes")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id'", expected="a string", got=_brief(request_id))
+    parameters = _parameters(document, "request")
+    return InferRequest(
+        id=request_id,
+        inputs=arrays,
+        rows=_batch_rows(arrays, max_batch_size),
+        outputs=_requested_outputs(document.get("outputs"), outputs),
+        binary_default=_flag(parameters, "binary_data_output", "request"),
+    )
+
+
+def encode_infer_response(model_name: str, version: int, request_id: str | None, outputs: Sequence[tuple[str, np.ndarray, bool]]) -> tuple[bytes, int | None]:
+    """v2 response body and, when any output is binary, the length of its JSON header (for ``Inference-Header-Content-Length``)."""
+    entries, blobs = [], []
+    for name, array, binary in outputs:
+        entry: dict[str, Any] = {"name": name, "datatype": DATATYPE_OF[array.dtype], "shape": list(array.shape)}
+        if binary:
+            blob = np.ascontiguousarray(array).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = np.ascontiguousarray(array).reshape(-1)
+        entries.append(entry)
+    document: dict[str, Any] = {"model_name": model_name, "model_version": str(version), "outputs": entries}
+    if request_id is not None:
+        document["id"] = request_id
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def decode_instances(body: bytes, spec: TensorSpec, *, max_batch_size: int | None, allow_nonfinite: bool) -> np.ndarray:
+    """The rows of a /v1 predict body ``{"instances": [row, ...]}``; each row is nested or flat with the input's row size."""
+    document = parse_json(body)
+    instances = document.get("instances") if isinstance(document, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest("request body", expected='{"instances": [row, ...]} with at least one row', got=_brief(document))
+    values = _numeric_array(instances, "'instances'")
+    row_size = math.prod(spec.row_shape)
+    if values.size != len(instances) * row_size:
+        raise BadRequest(
+            "'instances'", expected=f"{len(instances)} rows of {row_size} numbers (row shape {list(spec.row_shape)})", got=f"shape {list(values.shape)}"
+        )
+    array = _cast(values.reshape(len(instances), *spec.row_shape), spec.dtype, "'instances'")
+    _check_finite(array, "'instances'", allow_nonfinite)
+    _check_batch(len(instances), max_batch_size)
+    return array
+
+
+def encode_predictions(model_name: str, version: int, output: np.ndarray, task: str | None, labels: Sequence[str]) -> bytes:
+    """The /v1 predict answer: label, class index and softmax probabilities per row, or the values for regression."""
+    document: dict[str, Any] = {"model_name": model_name, "model_version": str(version)}
+    rows = output.reshape(len(output), -1)
+    if task == "classification" or (task is None and labels):
+        probabilities = predict_proba(rows.astype(np.float64)).astype(np.float32)
+        names = list(labels) or [str(i) for i in range(rows.shape[1])]
+        document["labels"] = names
+        document["predictions"] = [
+            {"label": names[i], "index": int(i), "probabilities": p} for i, p in zip(probabilities.argmax(axis=1), probabilities, strict=True)
+        ]
+    else:
+        document["predictions"] = rows[:, 0] if rows.shape[1] == 1 else rows
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _json_header_end(body: bytes, header_length: str | None) -> int:
+    if header_length is None:
+        return len(body)
+    try:
+        end = int(header_length)
+    except ValueError:
+        end = -1
+    if not 0 < end <= len(body):
+        raise BadRequest("Inference-Header-Content-Length", expected=f"a byte count between 1 and the body size {len(body)}", got=repr(header_length))
+    return end
+
+
+def _input_spec(entry: Any, specs: Mapping[str, TensorSpec], seen: Mapping[str, np.ndarray]) -> TensorSpec:
+    if not isinstance(entry, dict):
+        raise BadRequest("each input", expected="an object with name, datatype, shape and data", got=_brief(entry))
+    name = entry.get("name")
+    if name not in specs:
+        raise BadRequest("input name", expected=f"one of {list(specs)}", got=repr(name))
+    if name in seen:
+        raise BadRequest(f"input {name!r}", expected="one tensor per input", got="the same name twice")
+    return specs[name]
+
+
+def _decode_tensor(entry: dict[str, Any], spec: TensorSpec, body: bytes, offset: int, allow_nonfinite: bool) -> tuple[np.ndarray, int]:
+    """The input as an array of the model's dtype, and the offset of the next binary tensor."""
+    what = f"input {spec.name!r}"
+    datatype = entry.get("datatype")
+    if datatype not in DATATYPES:
+        got = "BYTES (string tensors are not supported)" if datatype == "BYTES" else repr(datatype)
+        raise BadRequest(f"{what} datatype", expected=f"{spec.datatype} or another numeric type from {list(DATATYPES)}", got=got)
+    shape = _shape(entry.get("shape"), spec, what)
+    count = math.prod(shape)
+    size = _parameters(entry, what).get("binary_data_size")
+    if size is None:
+        values = _json_values(entry, DATATYPES[datatype], count, what)
+    else:
+        values, offset = _binary_values(entry, DATATYPES[datatype], count, body, offset, size, what)
+    array = _cast(values.reshape(shape), spec.dtype, what)
+    _check_finite(array, what, allow_nonfinite)
+    return array, offset
+
+
+def _shape(shape: Any, spec: TensorSpec, what: str) -> tuple[int, ...]:
+    valid = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
+    if not valid or len(shape) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)):
+        raise BadRequest(f"{what} shape", expected=list(spec.shape), got=_brief(shape))
+    return tuple(shape)
+
+
+def _json_values(entry: dict[str, Any], dtype: np.dtype, count: int, what: str) -> np.ndarray:
+    if "data" not in entry:
+        raise BadRequest(f"{what}", expected="'data' or parameters.binary_data_size", got="neither")
+    values = _numeric_array(entry["data"], f"{what} data")
+    if values.size != count:
+        raise BadRequest(f"{what} data", expected=f"{count} values for its shape", got=f"{values.size} values")
+    if dtype.kind == "b" and values.dtype.kind != "b":
+        raise BadRequest(f"{what} data", expected="true/false values for BOOL", got=f"{values.dtype} values")
+    # JSON numbers are the protocol's text form of float tensors, so rounding them to the declared float type is not a loss.
+    return values.astype(dtype) if dtype.kind == "f" else _cast(values, dtype, f"{what} data")
+
+
+def _binary_values(entry: dict[str, Any], dtype: np.dtype, count: int, body: bytes, offset: int, size: Any, what: str) -> tuple[np.ndarray, int]:
+    if "data" in entry:
+        raise BadRequest(what, expected="either 'data' or parameters.binary_data_size", got="both")
+    expected = count * dtype.itemsize
+    if type(size) is not int or size != expected:
+        raise BadRequest(f"{what} binary_data_size", expected=f"{expected} bytes ({count} x {dtype.itemsize}-byte values for its shape)", got=_brief(size))
+    if offset + size > len(body):
+        raise BadRequest(f"{what} binary data", expected=f"{size} bytes after byte {offset}", got=f"{max(0, len(body) - offset)} bytes")
+    return np.frombuffer(body, dtype=dtype, count=count, offset=offset), offset + size
+
+
+def _numeric_array(data: Any, what: str) -> np.ndarray:
+    try:
+        values = np.array(data)
+    except (ValueError, TypeError):
+        raise BadRequest(what, expected="a list (or nested lists of equal length) of numbers", got="ragged nested lists") from None
+    if values.dtype.kind not in NUMERIC_KINDS:
+        raise BadRequest(what, expected="numbers", got=_brief(next(iter(values.flat), None)) if values.size else "no values")
+    return values
+
+
+def _cast(values: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """``values`` as ``dtype`` when no value changes on the way; else 400."""
+    if values.dtype == dtype:
+        return values
+    cast = values.astype(dtype)
+    same = cast.astype(values.dtype) == values
+    if values.dtype.kind == "f" and dtype.kind == "f":
+        same |= np.isnan(values)
+    if not same.all():
+        raise BadRequest(
+            f"{what} values", expected=f"values exactly representable as {DATATYPE_OF[dtype]} (send that datatype)", got=f"{values.dtype} values that change"
+        )
+    return cast
+
+
+def _check_finite(array: np.ndarray, what: str, allow_nonfinite: bool) -> None:
+    if not allow_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise BadRequest(f"{what} values", expected="finite numbers (set LUTNET_ALLOW_NONFINITE=true to allow NaN/Inf)", got="NaN or Inf")
+
+
+def _batch_rows(arrays: Mapping[str, np.ndarray], max_batch_size: int | None) -> int:
+    rows = {array.shape[0] if array.ndim else 1 for array in arrays.values()}
+    if len(rows) != 1:
+        raise BadRequest("inputs", expected="the same batch size (first dimension) in every input", got=sorted(rows))
+    (count,) = rows
+    _check_batch(count, max_batch_size)
+    return count
+
+
+def _check_batch(rows: int, max_batch_size: int | None) -> None:
+    if max_batch_size is not None and not 1 <= rows <= max_batch_size:
+        raise BadRequest("batch size", expected=f"1 to {max_batch_size} rows", got=rows)
+
+
+def _requested_outputs(requested: Any, outputs: Sequence[TensorSpec]) -> list[tuple[str, bool | None]] | None:
+    if requested is None:
+        return None
+    if not isinstance(requested, list):
+        raise BadRequest("'outputs'", expected="a list of objects with a name", got=_brief(requested))
+    names = [spec.name for spec in outputs]
+    chosen = []
+    for entry in requested:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if name not in names:
+            raise BadRequest("requested output", expected=f"one of {names}", got=_brief(name if isinstance(entry, dict) else entry))
+        parameters = _parameters(entry, f"output {name!r}")
+        if "classification" in parameters:
+            raise BadRequest(f"output {name!r} parameters", expected="no classification extension (use /v1 predict for labels)", got="classification")
+        chosen.append((name, _flag(parameters, "binary_data", f"output {name!r}") if "binary_data" in parameters else None))
+    return chosen
+
+
+def _parameters(entry: dict[str, Any], what: str) -> dict[str, Any]:
+    parameters = entry.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest(f"{what} parameters", expected="an object", got=_brief(parameters))
+    return parameters
+
+
+def _flag(parameters: dict[str, Any], key: str, what: str) -> bool:
+    value = parameters.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{what} parameter {key}", expected="true or false", got=_brief(value))
+    return value
+
+
+def _brief(value: Any) -> str:
+    """A short description of a JSON value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

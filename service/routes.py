@@ -1,0 +1,226 @@
+"""HTTP routes, one router per concern; each reads the request, calls the ``DataPlane`` and writes bytes back.
+
+Handlers take the raw ``Request`` (path parameters are read from it and documented through
+``openapi_extra``) so FastAPI solves no dependencies and builds no models on the hot path.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import SecretStr
+
+from service import schemas
+from service.dataplane import DataPlane
+from service.errors import BadRequest, Unauthorized, Unavailable
+from service.protocol import BINARY_CONTENT_TYPE, HEADER_LENGTH, JSON_CONTENT_TYPE, parse_json
+
+Handler = Callable[[Request], Awaitable[Response]]
+PATH_PARAMETERS = {
+    "model_name": "Model name: a directory of the repository.",
+    "model_version": "Model version: a numeric directory of the model; the newest loaded version when omitted.",
+}
+ERRORS = {
+    code: {"model": schemas.ErrorBody, "description": text}
+    for code, text in (
+        (400, "Bad request: what was expected and what was got."),
+        (404, "Unknown model, version or route."),
+        (413, "Body larger than max_request_bytes."),
+        (503, "Server or model not ready, queue full, or shutting down."),
+    )
+}
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    """A JSON response serialized by orjson."""
+    return Response(orjson.dumps(content), status_code=status_code, media_type=JSON_CONTENT_TYPE)
+
+
+def build_routers(plane: DataPlane, api_token: SecretStr | None) -> list[APIRouter]:
+    """Every router of the app, bound to ``plane``."""
+    return [health_router(plane), model_router(plane), repository_router(plane, api_token), predict_router(plane), metrics_router(plane)]
+
+
+def _documented(path: str, body: type | None = None, binary_body: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` declaring the path parameters (and the body) of a handler that reads the raw request."""
+    extra: dict[str, Any] = {
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": PATH_PARAMETERS[name]}
+            for name in re.findall(r"{(\w+)}", path)
+        ]
+    }
+    if body is not None:
+        content = {JSON_CONTENT_TYPE: {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}
+        if binary_body:
+            content[BINARY_CONTENT_TYPE] = {
+                "schema": {"type": "string", "format": "binary", "description": "JSON header then raw tensor bytes (binary tensor data extension)."}
+            }
+        extra["requestBody"] = {"required": True, "content": content}
+    return extra
+
+
+def _add(
+    router: APIRouter, method: str, paths: list[str], handler: Handler, *, summary: str, model: Any = None, body: type | None = None, binary_body: bool = False
+) -> None:
+    responses = {200: {"model": model}, **ERRORS} if model is not None else ERRORS
+    for path in paths:
+        router.add_api_route(path, handler, methods=[method], summary=summary, responses=responses, openapi_extra=_documented(path, body, binary_body))
+
+
+def _model_paths(suffix: str) -> list[str]:
+    return [f"/v2/models/{{model_name}}{suffix}", f"/v2/models/{{model_name}}/versions/{{model_version}}{suffix}"]
+
+
+def _model_of(request: Request) -> tuple[str, str | None]:
+    params = request.path_params
+    return params["model_name"], params.get("model_version")
+
+
+def health_router(plane: DataPlane) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    async def live(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def ready(request: Request) -> Response:
+        if not plane.ready():
+            raise Unavailable("server is not ready: " + ("shutting down" if plane.draining else "models still loading"))
+        return Response(status_code=200)
+
+    async def server_metadata(request: Request) -> Response:
+        return json_response(plane.server_metadata())
+
+    _add(router, "GET", ["/v2/health/live"], live, summary="Liveness: 200 while the process serves HTTP")
+    _add(router, "GET", ["/v2/health/ready"], ready, summary="Readiness: 200 when models are loaded, 503 while starting or after SIGTERM")
+    _add(router, "GET", ["/v2"], server_metadata, summary="Server metadata and protocol extensions", model=schemas.ServerMetadata)
+    return router
+
+
+def model_router(plane: DataPlane) -> APIRouter:
+    router = APIRouter(tags=["models (Open Inference Protocol v2)"])
+
+    async def all_statistics(request: Request) -> Response:
+        return json_response(plane.statistics())
+
+    async def statistics(request: Request) -> Response:
+        return json_response(plane.statistics(*_model_of(request)))
+
+    async def metadata(request: Request) -> Response:
+        return json_response(plane.model_metadata(*_model_of(request)))
+
+    async def ready(request: Request) -> Response:
+        if not plane.model_ready(*_model_of(request)):
+            raise Unavailable("server is shutting down")
+        return Response(status_code=200)
+
+    async def config(request: Request) -> Response:
+        return json_response(plane.model_config(*_model_of(request)))
+
+    async def infer(request: Request) -> Response:
+        name, version = _model_of(request)
+        reply = await plane.infer(name, version, await request.body(), request.headers.get(HEADER_LENGTH))
+        if reply.header_length is None:
+            return Response(reply.body, media_type=JSON_CONTENT_TYPE)
+        return Response(reply.body, media_type=BINARY_CONTENT_TYPE, headers={HEADER_LENGTH: str(reply.header_length)})
+
+    # /v2/models/stats first: otherwise it would be read as the metadata of a model named "stats".
+    _add(router, "GET", ["/v2/models/stats"], all_statistics, summary="Statistics of every loaded model version", model=schemas.Statistics)
+    _add(
+        router,
+        "GET",
+        _model_paths("/stats"),
+        statistics,
+        summary="Statistics: counts and cumulative ns of queue and compute, recent p50/p95/p99",
+        model=schemas.Statistics,
+    )
+    _add(router, "GET", _model_paths(""), metadata, summary="Model metadata: versions, input and output tensors", model=schemas.ModelMetadata)
+    _add(router, "GET", _model_paths("/ready"), ready, summary="Model readiness: 200 when loaded")
+    _add(router, "GET", _model_paths("/config"), config, summary="Model configuration (Triton JSON form) and model card")
+    _add(
+        router,
+        "POST",
+        _model_paths("/infer"),
+        infer,
+        summary="Inference: JSON tensors or the binary tensor data extension",
+        model=schemas.InferResponse,
+        body=schemas.InferRequest,
+        binary_body=True,
+    )
+    return router
+
+
+def repository_router(plane: DataPlane, api_token: SecretStr | None) -> APIRouter:
+    router = APIRouter(tags=["repository"])
+
+    def authorize(request: Request) -> None:
+        if api_token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_token.get_secret_value()}".encode()):
+            raise Unauthorized("this route needs the header 'Authorization: Bearer <LUTNET_API_TOKEN>'")
+
+    async def index(request: Request) -> Response:
+        body = await request.body()
+        options = parse_json(body) if body.strip() else {}
+        if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
+            raise BadRequest("repository index body", expected='nothing or {"ready": true|false}', got=body[:60].decode(errors="replace"))
+        return json_response(await plane.repository_index(options.get("ready", False)))
+
+    async def load(request: Request) -> Response:
+        authorize(request)
+        await plane.load(request.path_params["model_name"])
+        return json_response({})
+
+    async def unload(request: Request) -> Response:
+        authorize(request)
+        await plane.unload(request.path_params["model_name"])
+        return json_response({})
+
+    _add(
+        router,
+        "POST",
+        ["/v2/repository/index"],
+        index,
+        summary="Every model version in the repository with its state",
+        model=list[schemas.RepositoryEntry],
+        body=schemas.RepositoryIndexRequest,
+    )
+    _add(router, "POST", ["/v2/repository/models/{model_name}/load"], load, summary="Load or reload a model from disk (needs the API token when one is set)")
+    _add(router, "POST", ["/v2/repository/models/{model_name}/unload"], unload, summary="Stop serving a model (needs the API token when one is set)")
+    return router
+
+
+def predict_router(plane: DataPlane) -> APIRouter:
+    router = APIRouter(tags=["simple"])
+
+    async def predict(request: Request) -> Response:
+        name, version = _model_of(request)
+        return Response(await plane.predict(name, version, await request.body()), media_type=JSON_CONTENT_TYPE)
+
+    paths = ["/v1/models/{model_name}:predict", "/v1/models/{model_name}/versions/{model_version}:predict"]
+    _add(
+        router,
+        "POST",
+        paths,
+        predict,
+        summary='Predict for curl: {"instances": [row, ...]} -> labels and probabilities, or values',
+        model=schemas.PredictResponse,
+        body=schemas.PredictRequest,
+    )
+    return router
+
+
+def metrics_router(plane: DataPlane) -> APIRouter:
+    router = APIRouter(tags=["metrics"])
+
+    async def metrics(request: Request) -> Response:
+        return Response(plane.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    _add(router, "GET", ["/metrics"], metrics, summary="Prometheus metrics: requests by outcome, latency, queue, compute and batch-size histograms")
+    return router

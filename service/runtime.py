@@ -1,0 +1,234 @@
+"""One loaded model version: its onnxruntime session, model card, tensor specs, batching queue and execution.
+
+Sessions are created by the registry inside the app's lifespan, so each worker process builds its
+own after uvicorn forks. Execution is either inline on the event loop or in a worker thread (setting
+``execution``); onnxruntime releases the GIL while it computes in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from lutnet import metadata as card_keys
+from service.batching import BatchResult, MicroBatcher
+from service.config import BatchingPolicy
+from service.errors import BadRequest, ModelLoadError
+from service.metrics import ModelStats
+from service.protocol import TensorSpec
+from service.settings import Settings
+
+ORT_DATATYPES = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+}
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+JSON_CARD_KEYS = (card_keys.INPUT_SHAPE, card_keys.OUTPUT_SHAPE, card_keys.LABELS, card_keys.TRAINING_METRICS, card_keys.LUT_BINS, card_keys.MERGE_MAX_ERROR)
+WARMUP_RUNS = 20
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The model card from the ONNX ``metadata_props`` (contract B in ``lutnet.metadata``); empty for foreign models."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str]) -> ModelCard:
+        values: dict[str, Any] = {}
+        for key, text in metadata.items():
+            try:
+                values[key] = json.loads(text) if key in JSON_CARD_KEYS else text
+            except json.JSONDecodeError:
+                values[key] = text
+        return cls(values)
+
+    @property
+    def task(self) -> str | None:
+        return self.values.get(card_keys.TASK)
+
+    @property
+    def labels(self) -> list[str]:
+        labels = self.values.get(card_keys.LABELS)
+        return [str(label) for label in labels] if isinstance(labels, list) else []
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card with the ``lutnet.`` prefix dropped from its keys."""
+        return {key.removeprefix(card_keys.PREFIX): value for key, value in self.values.items()}
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    """onnxruntime options from the settings: threads, graph optimization, spinning."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[settings.graph_optimization]
+    spinning = "1" if settings.allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    options.log_severity_level = 3
+    return options
+
+
+def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
+    """An onnxruntime CPU session for ``path``; a file onnxruntime cannot load is a ``ModelLoadError``."""
+    try:
+        return ort.InferenceSession(str(path), sess_options=session_options(settings), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+        raise ModelLoadError(f"{path}", expected="an ONNX model onnxruntime can load", got=f"{type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def tensor_specs(args: list[Any], what: str) -> tuple[TensorSpec, ...]:
+    """v2 specs of a session's inputs or outputs; symbolic dimensions become -1."""
+    specs = []
+    for arg in args:
+        if arg.type not in ORT_DATATYPES:
+            raise ModelLoadError(f"{what} {arg.name!r} type", expected=f"a numeric tensor type ({', '.join(ORT_DATATYPES)})", got=arg.type)
+        specs.append(TensorSpec(arg.name, ORT_DATATYPES[arg.type], tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)))
+    return tuple(specs)
+
+
+class LoadedModel:
+    """A model version ready to serve: the session, what it expects and returns, and how its requests are run."""
+
+    def __init__(self, name: str, version: int, path: Path, session: ort.InferenceSession, policy: BatchingPolicy, stats: ModelStats) -> None:
+        self.name, self.version, self.path = name, version, path
+        self.session = session
+        self.policy = policy
+        self.stats = stats
+        self.card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map)
+        self.inputs = tensor_specs(session.get_inputs(), "input")
+        self.outputs = tensor_specs(session.get_outputs(), "output")
+        self.output_names = [spec.name for spec in self.outputs]
+        # Batching needs a free first dimension on every tensor; a fixed-shape model runs requests as sent.
+        self.batchable = all(spec.shape and spec.shape[0] == -1 for spec in self.inputs + self.outputs)
+        self.max_batch_size = policy.max_batch_size if self.batchable else None
+        self.batcher: MicroBatcher | None = None
+        self._executor: Executor | None = None
+
+    @property
+    def primary_input(self) -> TensorSpec:
+        """The input the /v1 API feeds: the card's input name, else the only input."""
+        return self._primary(self.inputs, card_keys.INPUT_NAME, "input")
+
+    @property
+    def primary_output(self) -> TensorSpec:
+        """The output the /v1 API reads: the card's output name, else the first output."""
+        return self._primary(self.outputs, card_keys.OUTPUT_NAME, "output")
+
+    def _primary(self, specs: tuple[TensorSpec, ...], key: str, what: str) -> TensorSpec:
+        chosen = [spec for spec in specs if spec.name == self.card.values.get(key)]
+        if not chosen and what == "input" and len(specs) != 1:
+            raise BadRequest(f"model {self.name} inputs", expected="one input for the /v1 API (use /v2 for several)", got=[s.name for s in specs])
+        return (chosen or list(specs))[0]
+
+    def example_row(self) -> np.ndarray:
+        """A valid single-row input of zeros (free dimensions other than the batch set to 1)."""
+        spec = self.primary_input
+        return np.zeros([max(d, 1) for d in spec.row_shape], dtype=spec.dtype)
+
+    def start(self, execution: str, executor: Executor | None) -> None:
+        """Choose inline or threaded execution and start the batching queue (needs the running event loop)."""
+        self._executor = executor if execution == "thread" else None
+        if self.policy.enabled and self.batchable:
+            self.batcher = MicroBatcher(
+                self.execute,
+                label=f"{self.name} v{self.version}",
+                max_batch_size=self.policy.max_batch_size,
+                max_delay_us=self.policy.max_queue_delay_us,
+                max_queue_size=self.policy.max_queue_size,
+                timeout_s=self.policy.request_timeout_s,
+            )
+            self.batcher.start()
+
+    async def close(self) -> None:
+        """Finish queued requests and stop the queue; requests already computing keep the session alive until done."""
+        if self.batcher is not None:
+            await self.batcher.close()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+        """One onnxruntime call: the outputs and the nanoseconds it took."""
+        started = time.perf_counter_ns()
+        outputs = self.session.run(self.output_names, feeds)
+        elapsed = time.perf_counter_ns() - started
+        self.stats.record_execution(len(next(iter(feeds.values()))) if self.batchable else 1, elapsed)
+        return outputs, elapsed
+
+    async def execute(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+        """``run`` inline, or in the executor so the event loop keeps serving while it computes."""
+        if self._executor is None:
+            return self.run(feeds)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.run, feeds)
+
+    async def infer(self, inputs: dict[str, np.ndarray], rows: int) -> BatchResult:
+        """Outputs for one decoded request, through the batching queue when batching is on."""
+        if self.batcher is not None:
+            return await self.batcher.submit(inputs, rows)
+        outputs, compute_ns = await self.execute(inputs)
+        return BatchResult(outputs, 0, compute_ns, rows)
+
+    def warm_up(self) -> list[int]:
+        """Run the example input a few times (a model that cannot run fails its load here); compute times in ns."""
+        feeds = {spec.name: np.zeros([1 if d < 0 else d for d in spec.shape], dtype=spec.dtype) for spec in self.inputs}
+        try:
+            return [self._time_run(feeds) for _ in range(WARMUP_RUNS)]
+        except Exception as exc:  # onnxruntime's errors have no common base
+            raise ModelLoadError(f"model {self.name} v{self.version} warm-up run", expected="outputs", got=f"{type(exc).__name__}: {str(exc)[:300]}") from None
+
+    def _time_run(self, feeds: dict[str, np.ndarray]) -> int:
+        started = time.perf_counter_ns()
+        self.session.run(self.output_names, feeds)
+        return time.perf_counter_ns() - started
+
+    def describe(self) -> dict[str, Any]:
+        """v2 model metadata of this version."""
+        return {
+            "name": self.name,
+            "versions": [str(self.version)],
+            "platform": "onnxruntime_onnx",
+            "inputs": [spec.to_dict() for spec in self.inputs],
+            "outputs": [spec.to_dict() for spec in self.outputs],
+        }
+
+    def config(self) -> dict[str, Any]:
+        """The model configuration in Triton's JSON form, plus the model card."""
+        dims = lambda spec: list(spec.shape[1:] if self.batchable else spec.shape)  # noqa: E731
+        config: dict[str, Any] = {
+            "name": self.name,
+            "platform": "onnxruntime_onnx",
+            "backend": "onnxruntime",
+            "max_batch_size": self.max_batch_size or 0,
+            "input": [{"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)} for s in self.inputs],
+            "output": [{"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)} for s in self.outputs],
+            "lutnet_model_card": self.card.to_dict(),
+        }
+        if self.batcher is not None:
+            config["dynamic_batching"] = {
+                "max_queue_delay_microseconds": self.policy.max_queue_delay_us,
+                "default_queue_policy": {"max_queue_size": self.policy.max_queue_size},
+            }
+        return config
