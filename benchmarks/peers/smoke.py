@@ -1,0 +1,248 @@
+"""First numbers for the peers on digits: accuracy, s/epoch, ONNX latency, and serving req/s at c=1.
+
+``python -m benchmarks.peers.smoke`` sets up the peers' environments (skipped when up to date), trains each learning
+peer at ~20k parameters on a fixed sklearn digits split, times its ONNX export with onnxruntime (1 thread, batch
+1 and 1024), serves one ONNX MLP from KServe and BentoML, and writes benchmarks/results/peers_smoke.json.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+from onnx import TensorProto, helper, numpy_helper
+from tqdm import tqdm
+
+from benchmarks.loadgen import measure
+from benchmarks.peers.datasets import sklearn_digits, write_npz
+from benchmarks.peers.serving import HOST
+from benchmarks.peers.setup import PEERS, REPOSITORY, Peer, ensure
+from lutnet.atomic import write_text_atomic
+from lutnet.errors import LutnetError
+
+WORK = REPOSITORY / "benchmarks" / ".work" / "peers"
+RESULTS = REPOSITORY / "benchmarks" / "results" / "peers_smoke.json"
+LEARNING_PEERS = [peer for peer in PEERS.values() if peer.role == "learning"]
+
+
+def run_learning_peer(peer: Peer, split_path: Path, *, params: int, seed: int, max_epochs: int, max_seconds: float) -> dict[str, object]:
+    """Train one peer in its own environment; its runner prints one JSON object."""
+    command = [
+        str(peer.python), "-m", f"benchmarks.peers.run_{peer.name}", str(split_path), "--params", str(params), "--seed", str(seed),
+        "--max-epochs", str(max_epochs), "--max-seconds", str(max_seconds), "--onnx-out", str(WORK / f"{peer.name}.onnx"),
+    ]
+    completed = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise LutnetError(f"{peer.name} runner failed (exit {completed.returncode}): {completed.stderr.strip().splitlines()[-1:]}")
+    return json.loads(completed.stdout)
+
+
+def onnx_latency_us(path: Path, batch: int, *, threads: int = 1, seconds: float = 1.0) -> dict[str, float]:
+    """Median and p90 wall time of one session.run at this batch size, over about ``seconds`` of calls."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, session.get_inputs()[0].shape[1])).astype(np.float32)}
+    for _ in range(10):
+        session.run(None, feed)
+    timings: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(timings) < 20:
+        started = time.perf_counter()
+        session.run(None, feed)
+        timings.append(time.perf_counter() - started)
+    return {"median_us": 1e6 * statistics.median(timings), "p90_us": 1e6 * float(np.quantile(timings, 0.9)), "calls": len(timings)}
+
+
+def relu_mlp_onnx(n_features: int, hidden: int, n_outputs: int, seed: int = 0) -> onnx.ModelProto:
+    """A Gemm-Relu-Gemm graph with random weights and a dynamic batch: the model every serving peer serves."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "w1": (rng.standard_normal((n_features, hidden)) / np.sqrt(n_features)).astype(np.float32),
+        "b1": np.zeros(hidden, np.float32),
+        "w2": (rng.standard_normal((hidden, n_outputs)) / np.sqrt(hidden)).astype(np.float32),
+        "b2": np.zeros(n_outputs, np.float32),
+    }
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["a"]),
+         helper.make_node("Gemm", ["a", "w2", "b2"], ["output"])],
+        "relu_mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_features])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n_outputs])],
+        [numpy_helper.from_array(array, name) for name, array in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@dataclass(frozen=True)
+class ServingPeer:
+    """How to start one serving peer and talk to its batch-1 predict route."""
+
+    peer: Peer
+    ready_path: str
+    predict_path: str
+    request: Callable[[list[float]], dict]
+    answer: Callable[[object], np.ndarray]
+
+
+SERVING_PEERS = [
+    ServingPeer(
+        PEERS["kserve"], "/v2/health/ready", "/v2/models/model/infer",
+        lambda row: {"inputs": [{"name": "input", "shape": [1, len(row)], "datatype": "FP32", "data": row}]},
+        lambda body: np.asarray(body["outputs"][0]["data"], np.float32).reshape(body["outputs"][0]["shape"]),
+    ),
+    ServingPeer(
+        PEERS["bentoml"], "/readyz", "/predict",
+        lambda row: {"rows": [row]},
+        lambda body: np.asarray(body, np.float32),
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> object:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        text = response.read()
+    return json.loads(text) if text.strip() else None
+
+
+@contextlib.contextmanager
+def running_server(serving: ServingPeer, model: Path, port: int, log: Path, *, cpu: int | None) -> Iterator[str]:
+    """Start the peer's launcher in its environment (pinned to ``cpu``), wait until ready, stop it by its process group."""
+    command = [str(serving.peer.python), "-m", f"benchmarks.peers.serve_{serving.peer.name}", "--onnx", str(model), "--port", str(port)]
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(command, cwd=REPOSITORY, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin)
+    base = f"http://{HOST}:{port}"
+    try:
+        wait_until_ready(process, base + serving.ready_path, log)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_until_ready(process: subprocess.Popen, url: str, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LutnetError(f"server exited with {process.returncode} before it was ready; see {log}")
+        with contextlib.suppress(OSError):
+            http_json(url, timeout=1.0)
+            return
+        time.sleep(0.25)
+    raise LutnetError(f"server not ready at {url} after {timeout:.0f} s; see {log}")
+
+
+def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, duration_s: float) -> dict[str, object]:
+    """Check the peer answers like onnxruntime in-process, then load it at concurrency 1 from this process."""
+    expected = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": rows})[0]
+    two_cores = len(os.sched_getaffinity(0)) >= 2
+    log = WORK / f"serve_{serving.peer.name}.log"
+    with running_server(serving, model, free_port(), log, cpu=0 if two_cores else None) as base:
+        answers = np.concatenate([serving.answer(http_json(base + serving.predict_path, serving.request(row.tolist()))) for row in rows])
+        max_abs_diff = float(np.abs(answers - expected).max())
+        if max_abs_diff > 1e-5:
+            raise LutnetError(f"{serving.peer.name} answers differ from onnxruntime", expected="max |diff| <= 1e-5", got=max_abs_diff)
+        body = json.dumps(serving.request(rows[0].tolist())).encode()
+        with client_on_cpu(1 if two_cores else None):
+            load = measure(base + serving.predict_path, body, concurrency=1, duration_s=duration_s)
+    return {"peer": serving.peer.name, "route": serving.predict_path, "max_abs_diff_vs_ort": max_abs_diff, "c1": asdict(load)}
+
+
+@contextlib.contextmanager
+def client_on_cpu(cpu: int | None) -> Iterator[None]:
+    """Keep the load generator off the server's core while it runs."""
+    before = os.sched_getaffinity(0)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def machine() -> dict[str, object]:
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers.smoke", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--max-seconds", type=float, default=60.0)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per serving peer")
+    args = parser.parse_args(argv)
+    try:
+        write_text_atomic(RESULTS, json.dumps(smoke(args), indent=2) + "\n")
+    except LutnetError as error:
+        print(f"benchmarks.peers.smoke: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {RESULTS.relative_to(REPOSITORY)}", file=sys.stderr)
+    return 0
+
+
+def smoke(args: argparse.Namespace) -> dict[str, object]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    setup = [ensure(peer) for peer in tqdm(PEERS.values(), desc="peer environments")]
+    split = sklearn_digits(args.seed)
+    split_path = WORK / "digits.npz"
+    write_npz(split, split_path)
+    learning = []
+    for peer in tqdm(LEARNING_PEERS, desc="learning peers"):
+        result = run_learning_peer(peer, split_path, params=args.params, seed=args.seed, max_epochs=args.max_epochs, max_seconds=args.max_seconds)
+        if result["onnx"]["exported"]:
+            result["onnx"]["latency_1_thread"] = {f"b{batch}": onnx_latency_us(Path(result["onnx"]["path"]), batch) for batch in (1, 1024)}
+        learning.append(result)
+    model = WORK / "relu_mlp.onnx"
+    onnx.save(relu_mlp_onnx(split.n_features, 266, split.n_outputs), model)
+    rows = split.X_test[:8]
+    serving = [serve_and_measure(peer, model, rows, duration_s=args.duration) for peer in tqdm(SERVING_PEERS, desc="serving peers")]
+    return {
+        "suite": "peers_smoke",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": {name: metadata.version(name) for name in ("numpy", "onnx", "onnxruntime")},
+        "setup": setup,
+        "learning": learning,
+        "serving_model": {"path": str(model.relative_to(REPOSITORY)), "graph": "Gemm-Relu-Gemm 64-266-10", "params": 64 * 266 + 266 + 266 * 10 + 10},
+        "serving": serving,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
