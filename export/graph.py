@@ -37,7 +37,7 @@ class GraphBuilder:
 
     def constant(self, hint: str, array: np.ndarray, dtype: type = np.float32) -> str:
         name = self._name(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name))
+        self.initializers.append(numpy_helper.from_array(np.array(array, dtype=dtype, order="C"), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, *, output: str | None = None, **attributes: object) -> str:
@@ -49,39 +49,41 @@ class GraphBuilder:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def lookup(self, v: str, table: SegmentTable, layer: int) -> str:
+    def lookup(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
         """Evaluate the segment table at coordinates ``v`` of shape ``[N, C]``."""
         low = self.constant(f"act{layer}.first_segment", np.array(0.0))
         high = self.constant(f"act{layer}.last_segment", np.array(table.segments - 1.0))
         segment = self.op("Cast", [self.op("Clip", [v, low, high])], f"act{layer}.segment", to=TensorProto.INT32)
-        intercept = self.op("GatherElements", [self.constant(f"act{layer}.intercept", table.intercept), segment], f"act{layer}.intercept_at", axis=0)
+        intercept_table = self.constant(f"act{layer}.intercept", table.intercept)
         if table.slope is None:
-            return intercept
+            return self.op("GatherElements", [intercept_table, segment], output=output, axis=0)
+        intercept = self.op("GatherElements", [intercept_table, segment], f"act{layer}.intercept_at", axis=0)
         slope = self.op("GatherElements", [self.constant(f"act{layer}.slope", table.slope), segment], f"act{layer}.slope_at", axis=0)
-        return self.op("Add", [self.op("Mul", [v, slope]), intercept], f"act{layer}.out")
+        return self.op("Add", [self.op("Mul", [v, slope]), intercept], output=output)
 
     def activation(self, x: str, layer: FusedLayer, index: int, spatial: tuple[int, int] | None) -> str:
-        """The layer's activation of ``x`` (``[B, C]``, or ``[B, C, H, W]`` when ``spatial`` is given)."""
+        """The layer's activation of ``x`` (``[B, C]``, or ``[B, C, H, W]`` with ``spatial``), named ``activation_output(index)``."""
+        output = activation_output(index)
         if layer.activation == "relu":
-            return self.op("Relu", [x])
+            return self.op("Relu", [x], output=output)
         if layer.activation == "gelu":
-            return self.gelu(x)
+            return self.gelu(x, output)
         assert layer.table is not None
         if spatial is None:
-            return self.lookup(x, layer.table, index)
+            return self.lookup(x, layer.table, index, output)
         channels = layer.bias.shape[0]
         last = self.op("Transpose", [x], perm=[0, 2, 3, 1])  # (B, H, W, C)
         flat = self.op("Reshape", [last, self.constant("shape", np.array([-1, channels]), np.int64)])
         out = self.lookup(flat, layer.table, index)
         back = self.op("Reshape", [out, self.constant("shape", np.array([-1, *spatial, channels]), np.int64)])
-        return self.op("Transpose", [back], perm=[0, 3, 1, 2])
+        return self.op("Transpose", [back], output=output, perm=[0, 3, 1, 2])
 
-    def gelu(self, x: str) -> str:
+    def gelu(self, x: str, output: str) -> str:
         if self.opset >= GELU_OPSET:
-            return self.op("Gelu", [x])
+            return self.op("Gelu", [x], output=output)
         erf = self.op("Erf", [self.op("Mul", [x, self.constant("sqrt_half", np.array(np.sqrt(0.5)))])])
         half_x = self.op("Mul", [x, self.constant("half", np.array(0.5))])
-        return self.op("Mul", [half_x, self.op("Add", [erf, self.constant("one", np.array(1.0))])])
+        return self.op("Mul", [half_x, self.op("Add", [erf, self.constant("one", np.array(1.0))])], output=output)
 
     def layers(self, model: FusedModel, x: str, output: str) -> None:
         """Every hidden layer and the head, from the value ``x`` to the value ``output``."""
@@ -170,6 +172,11 @@ def set_card_entry(proto: onnx.ModelProto, key: str, value: str) -> None:
     """Replace one model-card entry of a built model."""
     props = {p.key: p.value for p in proto.metadata_props}
     helper.set_model_props(proto, {**props, key: value})
+
+
+def activation_output(index: int) -> str:
+    """Name of the value that holds hidden layer ``index``'s activation (before pooling): verification reads it."""
+    return f"activation_{index}"
 
 
 def check_opset(opset: int) -> None:

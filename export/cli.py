@@ -1,0 +1,63 @@
+"""``lutnet export``: merge a checkpoint into a fused, verified ONNX file or a Triton-layout repository version."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from lutnet.errors import LutnetError
+from lutnet.lut import MODES
+from export.exporter import ExportResult, export_file, export_to_repository, load_verify_data
+from export.graph import DEFAULT_OPSET
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors become a ``LutnetError``, so the dispatcher prints one line and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise LutnetError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lutnet export", description="Merge a checkpoint into a fused ONNX model and verify it against the numpy reference.")
+    p.add_argument("checkpoint", help="checkpoint directory (config.json + model.safetensors)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", help="ONNX file to write")
+    target.add_argument("--repository", help="model repository folder (Triton layout); needs --name")
+    p.add_argument("--name", help="model name in the repository")
+    p.add_argument("--version", type=int, help="model version in the repository (default: next free number)")
+    p.add_argument("--mode", choices=MODES, help="lookup mode of the export (default: as trained)")
+    resolution = p.add_mutually_exclusive_group()
+    resolution.add_argument("--bins-out", type=int, help="resample every table to this many bins")
+    resolution.add_argument("--max-error", type=float, help="smallest bins K*2^m whose deviation from the trained model is at most this")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--no-verify", action="store_true", help="skip verification against the numpy reference")
+    p.add_argument("--verify-data", help="raw inputs to verify on (.npy, or safetensors with tensor X); default: the checkpoint's test split if stored")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(list(argv))
+    if (args.repository is None) != (args.name is None) or (args.version is not None and args.repository is None):
+        got = "them without --repository" if args.repository is None else "--repository without --name"
+        raise LutnetError("--name and --version", expected="--name (and optionally --version) together with --repository", got=got)
+    options = {
+        "mode": args.mode,
+        "bins_out": args.bins_out,
+        "max_error": args.max_error,
+        "opset": args.opset,
+        "check": not args.no_verify,
+        "verify_data": load_verify_data(args.verify_data) if args.verify_data else None,
+    }
+    if args.out is not None:
+        path, result = args.out, export_file(args.checkpoint, args.out, **options)
+    else:
+        path, result = export_to_repository(args.checkpoint, args.repository, args.name, args.version, **options)
+    print(summary(str(path), result))
+    return 0
+
+
+def summary(path: str, result: ExportResult) -> str:
+    spec = result.exported.spec
+    activation = f"lut {spec.lut.mode}, {spec.lut.bins} bins, extrapolate {spec.lut.extrapolate}" if spec.activation == "lut" else spec.activation
+    check = result.verification.summary() if result.verification else "not verified (--no-verify)"
+    return f"wrote {path} ({len(result.model) / 1024:.1f} KiB, {result.nodes} nodes, {spec.family} {activation})\nverification {check}"

@@ -1,0 +1,132 @@
+"""Checkpoint directory in, verified fused ONNX file (or repository version) out: the IO around ``build_graph``."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lutnet import metadata, tensorfile
+from lutnet.atomic import write_bytes_atomic
+from lutnet.checkpoint import TENSOR_FILE, Checkpoint, read_checkpoint
+from lutnet.errors import LutnetError
+from lutnet.lut import MODES
+from export import repository
+from export.fold import exported_checkpoint
+from export.graph import DEFAULT_OPSET, build_graph, set_card_entry
+from export.verify import Verification, VerificationError, choose_bins, probe_inputs, verify
+
+# Written by the trainer beside config.json: the raw test inputs ``X`` (and labels ``y``) used for verification.
+TEST_SPLIT_FILE = "test_split.safetensors"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A serialized fused model and how it was made."""
+
+    model: bytes
+    exported: Checkpoint  # the separated model the file represents (mode and bins as exported)
+    nodes: int
+    verification: Verification | None
+
+
+def export_model(
+    checkpoint_dir: str | os.PathLike[str],
+    *,
+    mode: str | None = None,
+    bins_out: int | None = None,
+    max_error: float | None = None,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    verify_data: np.ndarray | None = None,
+    card: dict[str, str] | None = None,
+) -> ExportResult:
+    """Read, merge, build and (with ``check``) verify; raises ``VerificationError`` with what failed and by how much."""
+    checkpoint = read_checkpoint(checkpoint_dir)
+    _check_options(checkpoint, mode, bins_out, max_error)
+    data = verify_data if verify_data is not None else test_split(checkpoint_dir)
+    probes = probe_inputs(checkpoint, data)
+    if max_error is not None:
+        bins_out = choose_bins(checkpoint, mode, max_error, probes)
+    source = hashlib.sha256(Path(checkpoint_dir, TENSOR_FILE).read_bytes()).hexdigest()
+    proto = build_graph(checkpoint, mode=mode, bins_out=bins_out, opset=opset, card={metadata.SOURCE_SHA256: source, **(card or {})})
+    exported = exported_checkpoint(checkpoint, mode, bins_out)
+    verification = None
+    if check:
+        verification = verify(proto, checkpoint, exported, probes, max_error=max_error)
+        if not verification.passed:
+            raise VerificationError("verification failed, nothing written: " + "; ".join(verification.failures))
+        set_card_entry(proto, metadata.MERGE_MAX_ERROR, repr(verification.deviation))
+    return ExportResult(proto.SerializeToString(), exported, len(proto.graph.node), verification)
+
+
+def export_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], **options: object) -> ExportResult:
+    """Export checkpoint directory ``src`` to the ONNX file ``dst`` (written atomically, only after verification)."""
+    dst = Path(dst)
+    _check_writable(dst)
+    result = export_model(src, **options)  # type: ignore[arg-type]
+    try:
+        write_bytes_atomic(dst, result.model)
+    except OSError as exc:
+        raise LutnetError(f"output {dst}", expected="a writable file path", got=exc.strerror or str(exc)) from None
+    return result
+
+
+def export_to_repository(
+    src: str | os.PathLike[str], root: str | os.PathLike[str], name: str, version: int | None = None, **options: object
+) -> tuple[Path, ExportResult]:
+    """Export into ``root/name/version/model.onnx`` (next free version by default) with its ``config.pbtxt``."""
+    version = repository.resolve_version(root, name, version)
+    card = {metadata.MODEL_NAME: name, metadata.MODEL_VERSION: str(version)}
+    result = export_model(src, card=card, **options)  # type: ignore[arg-type]
+    spec = result.exported.spec
+    config = repository.config_pbtxt(name, list(spec.input_shape), [spec.num_outputs])
+    return repository.write_model(root, name, version, result.model, config), result
+
+
+def test_split(checkpoint_dir: str | os.PathLike[str]) -> np.ndarray | None:
+    """The raw test inputs ``X`` the trainer stored beside the checkpoint, if it did."""
+    path = Path(checkpoint_dir, TEST_SPLIT_FILE)
+    if not path.is_file():
+        return None
+    tensors = tensorfile.load_file(path)
+    if "X" not in tensors:
+        raise LutnetError(f"{path}", expected="a tensor named X with the raw test inputs", got=sorted(tensors))
+    return tensors["X"]
+
+
+def load_verify_data(path: str | os.PathLike[str]) -> np.ndarray:
+    """Raw inputs for verification from a ``.npy`` file (no pickles) or a safetensors file with a tensor ``X``."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise LutnetError(f"verification data {path}", expected="a readable .npy array of raw inputs", got=str(exc)) from None
+    tensors = tensorfile.load_file(path)
+    if "X" not in tensors:
+        raise LutnetError(f"verification data {path}", expected="a .npy file or a safetensors file with a tensor X", got=sorted(tensors))
+    return tensors["X"]
+
+
+def _check_options(checkpoint: Checkpoint, mode: str | None, bins_out: int | None, max_error: float | None) -> None:
+    asked = [flag for flag, value in (("--mode", mode), ("--bins-out", bins_out), ("--max-error", max_error)) if value is not None]
+    if asked and checkpoint.spec.activation != "lut":
+        raise LutnetError(f"{' and '.join(asked)}", expected="a LUT model", got=f"a {checkpoint.spec.activation} baseline")
+    if mode is not None and mode not in MODES:
+        raise LutnetError("--mode", expected=f"one of {list(MODES)}", got=repr(mode))
+    if bins_out is not None and max_error is not None:
+        raise LutnetError("--bins-out and --max-error", expected="at most one of them", got="both")
+    if bins_out is not None and not (isinstance(bins_out, int) and bins_out >= 2):
+        raise LutnetError("--bins-out", expected="an integer >= 2", got=repr(bins_out))
+    if max_error is not None and not (np.isfinite(max_error) and max_error > 0):
+        raise LutnetError("--max-error", expected="a positive number", got=repr(max_error))
+
+
+def _check_writable(dst: Path) -> None:
+    if dst.is_dir():
+        raise LutnetError(f"output {dst}", expected="a file path", got="a directory")
+    if not dst.parent.is_dir() or not os.access(dst.parent, os.W_OK):
+        raise LutnetError(f"output {dst}", expected="a path in an existing, writable folder", got=f"{dst.parent} is missing or read-only")

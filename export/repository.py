@@ -1,0 +1,94 @@
+"""The model repository in Triton's layout: ``DIR/NAME/V/model.onnx`` beside ``DIR/NAME/config.pbtxt``."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from lutnet import metadata
+from lutnet.atomic import staging_directory, write_text_atomic
+from lutnet.errors import LutnetError
+
+MODEL_FILE = "model.onnx"
+CONFIG_FILE = "config.pbtxt"
+DEFAULT_MAX_BATCH_SIZE = 1024
+# A single path component that cannot climb out of the repository: no separators, no leading dot.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+class RepositoryError(LutnetError):
+    """A model name, version or repository folder that cannot take the model."""
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise RepositoryError("model name", expected="1-128 letters, digits, '_', '-' or '.', starting with a letter or digit", got=repr(name))
+    return name
+
+
+def versions(model_dir: Path) -> list[int]:
+    """Version numbers present under ``model_dir`` (numeric folder names), ascending."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(model_dir: Path) -> int:
+    return max(versions(model_dir), default=0) + 1
+
+
+def config_pbtxt(name: str, input_dims: list[int], output_dims: list[int], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> str:
+    """Triton model configuration; dims exclude the batch dimension, which ``max_batch_size`` implies."""
+    def tensor(tensor_name: str, dims: list[int]) -> str:
+        return f'  {{\n    name: "{tensor_name}"\n    data_type: TYPE_FP32\n    dims: [ {", ".join(map(str, dims))} ]\n  }}'
+
+    return (
+        f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {max_batch_size}\n'
+        f"input [\n{tensor(metadata.DEFAULT_INPUT_NAME, input_dims)}\n]\n"
+        f"output [\n{tensor(metadata.DEFAULT_OUTPUT_NAME, output_dims)}\n]\n"
+        "dynamic_batching { }\n"
+    )
+
+
+def resolve_version(repository: str | os.PathLike[str], name: str, version: int | None) -> int:
+    """The version to write: ``version`` if free, else the next free number; an existing one is an error."""
+    model_dir = Path(repository) / check_name(name)
+    if version is None:
+        return next_version(model_dir)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RepositoryError("model version", expected="a positive integer", got=repr(version))
+    if (model_dir / str(version)).exists():
+        raise RepositoryError(f"version {version} of model {name!r}", expected="a version that does not exist yet", got=f"{model_dir / str(version)} exists")
+    return version
+
+
+def write_model(repository: str | os.PathLike[str], name: str, version: int, model: bytes, config: str) -> Path:
+    """Write ``NAME/V/model.onnx`` and ``NAME/config.pbtxt`` atomically; returns the model file's path.
+
+    The version folder appears complete or not at all; if ``config.pbtxt`` cannot be written the new
+    version is removed again. An existing ``config.pbtxt`` that describes other inputs or outputs is an error,
+    since Triton applies one configuration to every version.
+    """
+    model_dir = Path(repository) / check_name(name)
+    config_path = model_dir / CONFIG_FILE
+    if config_path.exists() and config_path.read_text(encoding="utf-8") != config:
+        raise RepositoryError(f"{config_path}", expected="the configuration of the new version (same inputs, outputs, batch size)", got="a different one")
+    final = model_dir / str(version)
+    created = not model_dir.exists()
+    try:
+        with staging_directory(final, replace=False) as staging:
+            (staging / MODEL_FILE).write_bytes(model)
+        try:
+            write_text_atomic(config_path, config)
+        except BaseException:
+            (final / MODEL_FILE).unlink()
+            final.rmdir()
+            raise
+    except OSError as exc:
+        if created:
+            shutil.rmtree(model_dir, ignore_errors=True)
+        if isinstance(exc, FileExistsError):
+            raise RepositoryError(f"version {version} of model {name!r}", expected="a version that does not exist yet", got=f"{final} exists") from None
+        raise RepositoryError(f"repository {repository}", expected="a writable folder", got=f"{exc.strerror or exc}") from None
+    return final / MODEL_FILE

@@ -1,0 +1,181 @@
+"""Verification: the fused model (onnxruntime) against the numpy reference of the separated model.
+
+Errors are relative to the output scale: per sample, the larger of that sample's largest reference
+output and the largest reference output over the typical inputs (so huge outputs far outside the
+ranges are judged relative to themselves, and near-zero outputs are not divided by nearly zero).
+
+``nearest`` tables are discontinuous at pocket edges. Where a float32 coordinate lies within rounding
+of an edge, the graph and the float64 reference may rightly pick neighbouring pockets, so samples with
+a coordinate that close to an edge (``EDGE_TOLERANCE``) are counted as edge samples and held only to
+the class-agreement rule; every other sample must match to ``TOLERANCE``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from lutnet import metadata, reference
+from lutnet.checkpoint import Checkpoint
+from lutnet.errors import LutnetError
+from export.fold import FusedModel, exported_checkpoint, fold
+from export.graph import activation_output
+
+TOLERANCE = 1e-5  # max |fused - reference| relative to the output scale, linear mode
+CLASS_AGREEMENT = 0.999  # share of typical samples whose predicted class must agree with the trained model
+EDGE_TOLERANCE = 5e-7  # float32 rounding of a sum, relative to the magnitudes it adds up (4 float32 epsilons)
+MAX_BINS = 4096  # largest resolution --max-error may choose
+
+
+class VerificationError(LutnetError):
+    """The fused model does not match the separated model closely enough; nothing is written."""
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Verification inputs: ``typical`` (test split or synthesized from the normalization) and ``extreme`` ones."""
+
+    typical: np.ndarray
+    extreme: np.ndarray
+
+    @property
+    def all(self) -> np.ndarray:
+        return np.concatenate([self.typical, self.extreme])
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What verification measured; ``failures`` is empty when it passed."""
+
+    fidelity: float  # max relative |fused - reference of the exported tables| over non-edge samples
+    deviation: float  # max relative |fused - trained reference| over every sample: the model card's merge error
+    class_agreement: float | None  # classification only, over the typical samples
+    edge_samples: int
+    samples: int
+    failures: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        parts = [f"max error {self.fidelity:.2e} vs the exported tables", f"deviation {self.deviation:.2e} from the trained model"]
+        if self.class_agreement is not None:
+            parts.append(f"classes agree on {100 * self.class_agreement:.2f}%")
+        if self.edge_samples:
+            parts.append(f"{self.edge_samples} pocket-edge samples")
+        return f"{'passed' if self.passed else 'FAILED'} on {self.samples} inputs: " + ", ".join(parts)
+
+
+def probe_inputs(checkpoint: Checkpoint, data: np.ndarray | None = None, *, seed: int = 0, count: int = 256) -> Probes:
+    """``data`` (or ``count`` draws from the input normalization) plus zeros, far-out and huge inputs."""
+    spec = checkpoint.spec
+    shape = (1, -1) + (1,) * (len(spec.input_shape) - 1)
+    mean, std = checkpoint.input_mean.reshape(shape), checkpoint.input_std.reshape(shape)
+    rng = np.random.default_rng(seed)
+    draw = lambda n, spread: mean + spread * std * rng.standard_normal((n, *spec.input_shape))  # noqa: E731
+    if data is None:
+        typical = draw(count, 1.0)
+    else:
+        typical = np.asarray(data, dtype=np.float64)
+        if typical.shape[1:] != tuple(spec.input_shape):
+            raise LutnetError("verification data shape", expected=["rows", *spec.input_shape], got=list(typical.shape))
+    huge = 1e4 * std * rng.choice([-1.0, 1.0], size=(count // 4, *spec.input_shape))
+    extreme = np.concatenate([np.zeros((1, *spec.input_shape)), draw(count // 4, 10.0), draw(count // 4, 1000.0), huge])
+    return Probes(typical=typical.astype(np.float32), extreme=extreme.astype(np.float32))
+
+
+def output_scale(expected: np.ndarray, typical_rows: int) -> np.ndarray:
+    """Per-sample output scale (see the module docstring); the first ``typical_rows`` samples are the typical ones."""
+    magnitude = np.abs(expected).max(axis=1)
+    return np.maximum(np.maximum(magnitude, magnitude[:typical_rows].max(initial=0.0)), np.finfo(np.float64).tiny)
+
+
+def relative_errors(outputs: np.ndarray, expected: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Per-sample max ``|outputs - expected|`` over ``scale``."""
+    return np.abs(outputs - expected).max(axis=1) / scale
+
+
+def run_fused(proto: onnx.ModelProto, x: np.ndarray, layers: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Outputs of the fused model on ``x`` and the activation of each of its ``layers`` hidden layers."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    names = [activation_output(i) for i in range(layers)]
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        output, *activations = session.run(None, {metadata.DEFAULT_INPUT_NAME: x})
+    except Exception as exc:  # onnxruntime raises its own exception types for unsupported opsets and bad graphs
+        raise VerificationError("fused model", expected="to load and run in onnxruntime", got=str(exc).splitlines()[0]) from None
+    return output, activations
+
+
+def edge_samples(model: FusedModel, x: np.ndarray, activations: list[np.ndarray]) -> np.ndarray:
+    """Samples where some lookup's coordinate lies within float32 rounding of an inner segment edge.
+
+    Each layer is recomputed in float64 from the fused model's own previous activation, so the rounding
+    considered is that of one layer: ``EDGE_TOLERANCE`` times the sum of the magnitudes it accumulates.
+    """
+    edge = np.zeros(len(x), dtype=bool)
+    h = np.asarray(x, dtype=np.float64)
+    if model.input_shift is not None:
+        h = h - model.input_shift.reshape(1, -1, 1, 1)
+    for layer, activation in zip(model.layers, activations, strict=True):
+        v, magnitude = _affine(h, layer.weight, layer.bias), _affine(np.abs(h), np.abs(layer.weight), np.abs(layer.bias))
+        edges = np.round(v)
+        close = (np.abs(v - edges) <= EDGE_TOLERANCE * magnitude) & (edges >= 1) & (edges <= layer.table.segments - 1)
+        edge |= close.reshape(len(x), -1).any(axis=1)
+        h = np.asarray(activation, dtype=np.float64)
+        if model.family == "convnet":
+            h = reference.pool2x2(h, model.pool)
+    return edge
+
+
+def _affine(h: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    if weight.ndim == 2:
+        return h @ weight.T + bias
+    return reference.conv2d_same(h, weight) + bias[None, :, None, None]
+
+
+def verify(proto: onnx.ModelProto, checkpoint: Checkpoint, exported: Checkpoint, probes: Probes, *, max_error: float | None = None) -> Verification:
+    """Measure the fused ``proto`` against the exported tables and the trained model on ``probes``."""
+    x, typical = probes.all, len(probes.typical)
+    fused, activations = run_fused(proto, x, len(checkpoint.spec.hidden))
+    trained = reference.forward(checkpoint, x)
+    nearest = exported.spec.activation == "lut" and exported.spec.lut.mode == "nearest"
+    edge = edge_samples(fold(exported), x, activations) if nearest else np.zeros(len(x), dtype=bool)
+    scale = output_scale(trained, typical)  # one scale for both comparisons: the trained model's outputs
+    fidelity = float(relative_errors(fused, reference.forward(exported, x), scale)[~edge].max(initial=0.0))
+    deviation = float(relative_errors(fused, trained, scale).max())
+    failures = []
+    if fidelity > TOLERANCE:
+        failures.append(f"fused model differs from the exported tables by {fidelity:.3g} (relative), more than {TOLERANCE:g}")
+    if max_error is not None and deviation > max_error:
+        failures.append(f"deviation from the trained model {deviation:.3g} exceeds --max-error {max_error:g}")
+    agreement = None
+    if checkpoint.task == "classification":
+        agreement = float(np.mean(fused[:typical].argmax(axis=1) == trained[:typical].argmax(axis=1)))
+        if agreement < CLASS_AGREEMENT:
+            failures.append(f"predicted classes agree on {100 * agreement:.2f}% of typical inputs, less than {100 * CLASS_AGREEMENT:.1f}%")
+    return Verification(fidelity, deviation, agreement, int(edge.sum()), len(x), tuple(failures))
+
+
+def choose_bins(checkpoint: Checkpoint, mode: str | None, max_error: float, probes: Probes) -> int:
+    """Smallest bins ``K * 2^m`` (up to ``MAX_BINS``) whose exported tables deviate at most ``max_error`` on ``probes``."""
+    if checkpoint.spec.activation != "lut":
+        raise LutnetError("--max-error", expected="a LUT model", got=f"a {checkpoint.spec.activation} baseline")
+    x, typical = probes.all, len(probes.typical)
+    trained = reference.forward(checkpoint, x)
+    scale = output_scale(trained, typical)
+    bins, best = checkpoint.spec.lut.bins, np.inf
+    while bins <= MAX_BINS:
+        candidate = reference.forward(exported_checkpoint(checkpoint, mode, bins), x)
+        best = min(best, float(relative_errors(candidate, trained, scale).max()))
+        if best <= max_error:
+            return bins
+        bins *= 2
+    raise LutnetError(f"--max-error {max_error:g}", expected=f"a resolution of at most {MAX_BINS} bins that meets it", got=f"best deviation {best:.3g}")
