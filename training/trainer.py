@@ -64,9 +64,9 @@ class TrainConfig:
     pool: str = "max"
     epochs: int = 40
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
-    table_lr: float = 5e-3
+    table_lr: float = 1e-3
     table_weight_decay: float = 0.0
     smoothness: float = 1e-4
     calibration_size: int = 512
