@@ -146,11 +146,6 @@ class LoadedModel:
             raise BadRequest(f"model {self.name} inputs", expected="one input for the /v1 API (use /v2 for several)", got=[s.name for s in specs])
         return (chosen or list(specs))[0]
 
-    def example_row(self) -> np.ndarray:
-        """A valid single-row input of zeros (free dimensions other than the batch set to 1)."""
-        spec = self.primary_input
-        return np.zeros([max(d, 1) for d in spec.row_shape], dtype=spec.dtype)
-
     def start(self, execution: str, executor: Executor | None) -> None:
         """Choose inline or threaded execution and start the batching queue (needs the running event loop)."""
         self._executor = executor if execution == "thread" else None

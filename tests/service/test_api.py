@@ -1,0 +1,320 @@
+"""The HTTP API in process: every route, both tensor encodings, the /v1 API, statistics, metrics, docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from lutnet.reference import predict_proba
+from tests.service.conftest import binary_body, decode_binary, infer_body
+from tests.service.models import classifier
+
+DIGITS_V2 = classifier(2)
+HOUSING = classifier(3, inputs=8, outputs=1)
+
+
+def expected(x: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    weight, bias = weights
+    return x.astype(np.float64) @ weight.T.astype(np.float64) + bias
+
+
+def rows(n: int, width: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 16, size=(n, width)).astype(np.float32)
+
+
+def test_health_and_server_metadata(client: Any) -> None:
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200
+    metadata = client.get("/v2").json()
+    assert metadata["name"] == "lutnet" and {"binary_tensor_data", "statistics", "model_repository"} <= set(metadata["extensions"])
+
+
+def test_readiness_turns_false_when_shutdown_begins(client: Any) -> None:
+    client.app.state.plane.begin_shutdown()
+    response = client.get("/v2/health/ready")
+    assert response.status_code == 503 and "shutting down" in response.json()["error"]
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/models/digits/ready").status_code == 503
+
+
+def test_model_metadata_lists_versions_and_tensors(client: Any) -> None:
+    metadata = client.get("/v2/models/digits").json()
+    assert metadata["versions"] == ["1", "2"]
+    assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
+    assert metadata["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 10]}]
+    assert client.get("/v2/models/digits/versions/1").json()["versions"] == ["1"]
+    assert client.get("/v2/models/digits/versions/1/ready").status_code == 200
+
+
+def test_model_config_combines_config_pbtxt_and_settings(serve: Any) -> None:
+    client = serve()
+    housing, digits = client.get("/v2/models/housing/config").json(), client.get("/v2/models/digits/config").json()
+    assert housing["max_batch_size"] == 32 and housing["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
+    assert digits["max_batch_size"] == 1024 and "dynamic_batching" not in digits
+    assert digits["lutnet_model_card"]["labels"] == [str(i) for i in range(10)] and digits["input"][0]["dims"] == [64]
+    explicit = serve(max_batch_size=8, batching=False).get("/v2/models/housing/config").json()
+    assert explicit["max_batch_size"] == 8 and "dynamic_batching" not in explicit
+
+
+def test_json_infer_matches_numpy_and_echoes_id(client: Any) -> None:
+    x = rows(3)
+    response = client.post("/v2/models/digits/infer", content=infer_body(x, id="req-7"))
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["id"] == "req-7" and body["model_name"] == "digits" and body["model_version"] == "2"
+    (output,) = body["outputs"]
+    assert output["name"] == "output" and output["datatype"] == "FP32" and output["shape"] == [3, 10]
+    np.testing.assert_allclose(np.array(output["data"]).reshape(3, 10), expected(x, DIGITS_V2), rtol=1e-5, atol=1e-4)
+
+
+def test_versioned_infer_uses_that_version(client: Any) -> None:
+    x = rows(1)
+    body = client.post("/v2/models/digits/versions/1/infer", content=infer_body(x)).json()
+    assert body["model_version"] == "1"
+    np.testing.assert_allclose(np.array(body["outputs"][0]["data"]), expected(x, classifier(1))[0], rtol=1e-5, atol=1e-4)
+
+
+def test_binary_tensors_both_ways_without_content_type(client: Any) -> None:
+    x = rows(5)
+    body, headers = binary_body({"input": x}, parameters={"binary_data_output": True})
+    response = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/octet-stream"
+    header, arrays = decode_binary(response.content, int(response.headers["inference-header-content-length"]))
+    assert header["outputs"][0]["shape"] == [5, 10] and "data" not in header["outputs"][0]
+    np.testing.assert_allclose(arrays["output"], expected(x, DIGITS_V2), rtol=1e-5, atol=1e-4)
+
+
+def test_binary_input_with_json_output_and_per_output_binary_flag(client: Any) -> None:
+    x = rows(2)
+    body, headers = binary_body({"input": x})
+    plain = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    assert "inference-header-content-length" not in plain.headers
+    np.testing.assert_allclose(np.array(plain.json()["outputs"][0]["data"]).reshape(2, 10), expected(x, DIGITS_V2), rtol=1e-5, atol=1e-4)
+    asked = client.post("/v2/models/digits/infer", content=infer_body(x, outputs=[{"name": "output", "parameters": {"binary_data": True}}]))
+    _, arrays = decode_binary(asked.content, int(asked.headers["inference-header-content-length"]))
+    np.testing.assert_allclose(arrays["output"], expected(x, DIGITS_V2), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values"),
+    [("INT64", np.arange(64).reshape(1, 64)), ("FP64", np.arange(64).reshape(1, 64) / 4), ("UINT8", np.arange(64).reshape(1, 64)), ("FP16", np.ones((1, 64)))],
+)
+def test_other_numeric_datatypes_are_cast_when_lossless(client: Any, datatype: str, values: np.ndarray) -> None:
+    dtype = {"INT64": np.int64, "FP64": np.float64, "UINT8": np.uint8, "FP16": np.float16}[datatype]
+    for body, headers in ((infer_body(values, datatype=datatype), {}), binary_body({"input": values.astype(dtype)}, datatype=datatype)):
+        response = client.post("/v2/models/digits/infer", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(np.array(response.json()["outputs"][0]["data"]), expected(values, DIGITS_V2)[0], rtol=1e-5, atol=1e-4)
+
+
+def bad_requests() -> list[tuple[str, bytes, dict[str, str], int, str]]:
+    x = rows(1)
+    good = orjson.loads(infer_body(x))
+    tensor = good["inputs"][0]
+
+    def with_input(**changes: Any) -> bytes:
+        return orjson.dumps({"inputs": [{**tensor, **changes}]})
+
+    nan_body, nan_headers = binary_body({"input": np.full((1, 64), np.nan, dtype=np.float32)})
+    short_body, short_headers = binary_body({"input": x})
+    bad_size = orjson.dumps({"inputs": [{**{k: v for k, v in tensor.items() if k != "data"}, "parameters": {"binary_data_size": 100}}]})
+    return [
+        ("empty body", b"", {}, 400, "empty body"),
+        ("malformed JSON", b'{"inputs": [', {}, 400, "malformed JSON"),
+        ("not an object", b"[1, 2]", {}, 400, "JSON object"),
+        ("no inputs", b'{"inputs": []}', {}, 400, "non-empty list"),
+        ("wrong tensor name", with_input(name="pixels"), {}, 400, "expected one of ['input'], got 'pixels'"),
+        ("wrong shape", with_input(shape=[1, 63], data=x[0, :63].tolist()), {}, 400, "shape: expected [-1, 64], got [1, 63]"),
+        ("element count", with_input(data=x[0, :60].tolist()), {}, 400, "expected 64 values for its shape, got 60 values"),
+        ("non-numeric", with_input(data=["a"] * 64), {}, 400, "expected numbers"),
+        ("ragged", with_input(data=[[1, 2], [3]]), {}, 400, "ragged"),
+        ("NaN literal", infer_body(x).replace(b"[" + str(float(x[0, 0])).encode(), b"[NaN", 1), {}, 400, "NaN or Inf"),
+        ("Inf in binary", nan_body, nan_headers, 400, "NaN or Inf"),
+        ("BYTES", with_input(datatype="BYTES"), {}, 400, "BYTES (string tensors are not supported)"),
+        ("unknown datatype", with_input(datatype="FP8"), {}, 400, "expected FP32 or another numeric type"),
+        ("lossy cast", with_input(datatype="FP64", data=[0.1] * 64), {}, 400, "exactly representable as FP32"),
+        ("fractional ints", with_input(datatype="INT32", data=[1.5] * 64), {}, 400, "exactly representable as INT32"),
+        ("binary size", bad_size + b"\0" * 100, {"Inference-Header-Content-Length": str(len(bad_size))}, 400, "expected 256 bytes"),
+        ("binary truncated", short_body[:-8], short_headers, 400, "256 bytes after byte"),
+        ("binary trailing", short_body + b"\0\0\0\0", short_headers, 400, "binary tensor data: expected 256 bytes"),
+        ("header length", infer_body(x), {"Inference-Header-Content-Length": "999999"}, 400, "Inference-Header-Content-Length"),
+        ("header length text", infer_body(x), {"Inference-Header-Content-Length": "ten"}, 400, "Inference-Header-Content-Length"),
+        ("duplicate input", orjson.dumps({"inputs": [tensor, tensor]}), {}, 400, "the same name twice"),
+        ("unknown output", orjson.dumps({**good, "outputs": [{"name": "probs"}]}), {}, 400, "expected one of ['output'], got 'probs'"),
+        ("numeric id", orjson.dumps({**good, "id": 7}), {}, 400, "'id': expected a string"),
+        ("zero rows", with_input(shape=[0, 64], data=[]), {}, 400, "batch size: expected 1 to 1024 rows, got 0"),
+        ("data and binary", with_input(parameters={"binary_data_size": 256}), {}, 400, "either 'data' or parameters.binary_data_size"),
+    ]
+
+
+@pytest.mark.parametrize(("case", "body", "headers", "status", "message"), bad_requests(), ids=[case[0] for case in bad_requests()])
+def test_bad_infer_requests_get_one_json_error_and_the_server_keeps_serving(
+    client: Any, case: str, body: bytes, headers: dict[str, str], status: int, message: str
+) -> None:
+    response = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    assert response.status_code == status
+    assert list(response.json()) == ["error"] and message in response.json()["error"], response.json()
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
+
+
+def test_batch_over_the_models_max_batch_size_is_400(client: Any) -> None:
+    response = client.post("/v2/models/housing/infer", content=infer_body(rows(33, width=8)))
+    assert response.status_code == 400 and "batch size: expected 1 to 32 rows, got 33" in response.json()["error"]
+
+
+def test_nonfinite_values_are_accepted_when_allowed(serve: Any) -> None:
+    body, headers = binary_body({"input": np.full((1, 64), np.inf, dtype=np.float32)})
+    response = serve(allow_nonfinite=True).post("/v2/models/digits/infer", content=body, headers=headers)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "message"),
+    [
+        ("/v2/models/nope/infer", 404, "expected one of ['digits', 'housing'], got 'nope'"),
+        ("/v2/models/digits/versions/7/infer", 404, "expected one of [1, 2], got 7"),
+        ("/v2/models/digits/versions/latest/infer", 400, "model version: expected a positive integer"),
+        ("/v2/models/a..b/infer", 400, "model name"),
+        ("/v2/models/.hidden/infer", 400, "model name"),
+        ("/v2/models/..%2F..%2Fetc/infer", 404, "no route"),
+        ("/v1/models/nope:predict", 404, "got 'nope'"),
+        ("/v3/anything", 404, "no route POST /v3/anything"),
+    ],
+)
+def test_unknown_models_versions_and_routes(client: Any, url: str, status: int, message: str) -> None:
+    response = client.post(url, content=infer_body(rows(1)))
+    assert response.status_code == status and message in response.json()["error"], response.json()
+
+
+def test_wrong_method_is_405_with_allow(client: Any) -> None:
+    response = client.get("/v2/models/digits/infer")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert "method GET is not allowed" in response.json()["error"]
+    assert client.delete("/v2/health/live").status_code == 405
+
+
+def test_body_over_the_limit_is_413_by_length_and_by_stream(serve: Any) -> None:
+    client = serve(max_request_bytes=2000)
+    response = client.post("/v2/models/digits/infer", content=infer_body(rows(4)))
+    assert response.status_code == 413 and "at most 2000 bytes" in response.json()["error"]
+    streamed = client.post("/v2/models/digits/infer", content=iter([b"x" * 1200, b"x" * 1200]))
+    assert streamed.status_code == 413 and "at most 2000 bytes" in streamed.json()["error"]
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
+
+
+def test_v1_predict_classification_gives_labels_and_softmax(client: Any) -> None:
+    x = rows(3)
+    response = client.post("/v1/models/digits:predict", content=orjson.dumps({"instances": x.tolist()}))
+    assert response.status_code == 200
+    body = response.json()
+    probabilities = predict_proba(expected(x, DIGITS_V2))
+    assert body["labels"] == [str(i) for i in range(10)]
+    for prediction, p in zip(body["predictions"], probabilities, strict=True):
+        assert prediction["index"] == int(p.argmax()) and prediction["label"] == str(p.argmax())
+        np.testing.assert_allclose(prediction["probabilities"], p, rtol=1e-4, atol=1e-6)
+
+
+def test_v1_predict_regression_gives_values(client: Any) -> None:
+    x = rows(4, width=8)
+    body = client.post("/v1/models/housing:predict", content=orjson.dumps({"instances": x.tolist()})).json()
+    assert "labels" not in body
+    np.testing.assert_allclose(body["predictions"], expected(x, HOUSING)[:, 0], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"rows": [[1]]}', '{"instances": [row, ...]}'),
+        (b'{"instances": [[1, 2, 3]]}', "1 rows of 64 numbers"),
+        (b'{"instances": [["x"]]}', "expected numbers"),
+    ],
+)
+def test_v1_predict_bad_input(client: Any, body: bytes, message: str) -> None:
+    response = client.post("/v1/models/digits:predict", content=body)
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_statistics_count_requests_and_time(client: Any) -> None:
+    for _ in range(3):
+        client.post("/v2/models/digits/infer", content=infer_body(rows(2)))
+    client.post("/v2/models/digits/infer", content=b"{")
+    (stats,) = client.get("/v2/models/digits/versions/2/stats").json()["model_stats"]
+    inference = stats["inference_stats"]
+    assert inference["success"]["count"] == 3 and inference["fail"]["count"] == 1
+    assert stats["inference_count"] == 6 and stats["execution_count"] == 3
+    assert inference["compute_infer"]["ns"] > 0 and inference["success"]["ns"] >= inference["compute_infer"]["ns"]
+    assert stats["batch_stats"][0]["batch_size"] == 2 and stats["batch_stats"][0]["compute_infer"]["count"] == 3
+    assert stats["recent_latency"]["window"] == 3 and stats["recent_latency"]["p50_ms"] > 0
+    everything = client.get("/v2/models/stats").json()["model_stats"]
+    assert [(s["name"], s["version"]) for s in everything] == [("digits", "1"), ("digits", "2"), ("housing", "1")]
+    assert [s["version"] for s in client.get("/v2/models/digits/stats").json()["model_stats"]] == ["1", "2"]
+
+
+def test_prometheus_metrics_come_from_the_apps_own_registry(serve: Any) -> None:
+    first, second = serve(), serve()
+    for _ in range(2):
+        first.post("/v2/models/digits/infer", content=infer_body(rows(1)))
+    first.post("/v2/models/digits/infer", content=b"")
+    text = first.get("/metrics").text
+    assert 'lutnet_requests_total{model="digits",outcome="success",version="2"} 2.0' in text
+    assert 'lutnet_requests_total{model="digits",outcome="client_error",version="2"} 1.0' in text
+    assert 'lutnet_request_duration_seconds_count{model="digits",version="2"} 2.0' in text
+    assert 'lutnet_batch_size_bucket{le="1.0",model="digits",version="2"} 2.0' in text
+    assert 'lutnet_requests_total{model="digits",outcome="success",version="2"} 0.0' in second.get("/metrics").text
+
+
+def test_openapi_documents_every_route_and_the_infer_body(client: Any) -> None:
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    for path in (
+        "/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}",
+        "/v2/models/{model_name}/ready", "/v2/models/{model_name}/config", "/v2/models/stats", "/v2/models/{model_name}/versions/{model_version}/stats",
+        "/v2/repository/index", "/v2/repository/models/{model_name}/load", "/v2/repository/models/{model_name}/unload",
+        "/v1/models/{model_name}:predict", "/metrics",
+    ):  # fmt: skip
+        assert path in paths, path
+    infer = paths["/v2/models/{model_name}/versions/{model_version}/infer"]["post"]
+    assert [p["name"] for p in infer["parameters"]] == ["model_name", "model_version"]
+    reference = infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    schemas = document["components"]["schemas"]
+    assert reference == "InferRequest" and {"inputs", "outputs", "id", "parameters"} <= set(schemas["InferRequest"]["properties"])
+    assert "InferInput" in schemas and "InferResponse" in schemas and "ErrorBody" in schemas
+    assert "binary_data_size" in str(schemas["InferInput"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_repository_index_unload_and_load(client: Any) -> None:
+    index = client.post("/v2/repository/index").json()
+    assert [(e["name"], e["version"], e["state"]) for e in index] == [("digits", "1", "READY"), ("digits", "2", "READY"), ("housing", "1", "READY")]
+    assert client.post("/v2/repository/models/digits/unload").status_code == 200
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 404
+    assert client.post("/v2/repository/index", content=b'{"ready": true}').json() == [{"name": "housing", "version": "1", "state": "READY", "reason": ""}]
+    assert {e["reason"] for e in client.post("/v2/repository/index").json() if e["name"] == "digits"} == {"unloaded"}
+    assert client.post("/v2/repository/models/digits/load").status_code == 200
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
+    assert client.post("/v2/repository/models/nothing/load").status_code == 404
+    assert client.post("/v2/repository/index", content=b'{"ready": 3}').status_code == 400
+
+
+def test_api_token_guards_load_and_unload(serve: Any) -> None:
+    client = serve(api_token="s3cret")
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = client.post("/v2/repository/models/digits/unload", headers=headers)
+        assert response.status_code == 401 and "Authorization: Bearer" in response.json()["error"]
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
+    assert client.post("/v2/repository/models/digits/unload", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.post("/v2/repository/models/digits/load", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+@pytest.mark.parametrize("execution", ["inline", "thread"])
+@pytest.mark.parametrize("batching", [False, True])
+def test_every_execution_mode_gives_the_same_answers(serve: Any, execution: str, batching: bool) -> None:
+    client = serve(execution=execution, batching=batching, max_queue_delay_us=500)
+    x = rows(6, seed=5)
+    body, headers = binary_body({"input": x}, parameters={"binary_data_output": True})
+    response = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    _, arrays = decode_binary(response.content, int(response.headers["inference-header-content-length"]))
+    np.testing.assert_allclose(arrays["output"], expected(x, DIGITS_V2), rtol=1e-5, atol=1e-4)
