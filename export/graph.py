@@ -89,7 +89,8 @@ class GraphBuilder:
         """Every hidden layer and the head, from the value ``x`` to the value ``output``."""
         spatial = model.input_shape[1:] if model.family == "convnet" else None
         if model.input_shift is not None:
-            x = self.op("Sub", [x, self.constant("input_mean", model.input_shift.reshape(1, -1, 1, 1))])
+            shift = model.input_shift.reshape((1, -1) + (1,) * (len(model.input_shape) - 1))
+            x = self.op("Sub", [x, self.constant("input_mean", shift)])
         for i, layer in enumerate(model.layers):
             weight, bias = self.constant(f"hidden{i}.weight", layer.weight), self.constant(f"hidden{i}.bias", layer.bias)
             if spatial is None:

@@ -20,8 +20,9 @@ def random_checkpoint(spec: ModelSpec, seed: int = 0, *, task: str = "classifica
             tensors[name] = rng.normal(0.0, 0.1, size=shape)
     for i in range(len(spec.hidden)) if spec.activation == "lut" else ():
         rows = tensors[f"hidden.{i}.bias"].shape[0] if not spec.lut.shared else 1
-        lo = spec.lut.range[0] * rng.uniform(0.5, 1.5, size=rows)
-        hi = spec.lut.range[1] * rng.uniform(0.5, 1.5, size=rows)
+        center, half = np.mean(spec.lut.range), (spec.lut.range[1] - spec.lut.range[0]) / 2
+        lo = center - half * rng.uniform(0.5, 1.5, size=rows)
+        hi = center + half * rng.uniform(0.5, 1.5, size=rows)
         table = init_table(spec.lut.init, lo, hi, spec.lut.bins)
         tensors[f"act.{i}.table"] = table + rng.normal(0.0, 0.05, size=table.shape)
         tensors[f"act.{i}.lo"], tensors[f"act.{i}.hi"] = lo, hi
