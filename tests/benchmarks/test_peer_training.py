@@ -1,0 +1,85 @@
+"""The shared peer-runner code, exercised with a plain torch MLP in the project's own environment."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.peers.datasets import sklearn_digits, write_npz
+from benchmarks.peers.peer_training import ScaledModel, run_peer, trainable_parameters, width_for_budget
+from lutnet.errors import LutnetError
+
+
+def relu_mlp(n_features: int, width: int, n_outputs: int, seed: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, n_outputs))
+
+
+@pytest.mark.parametrize("target", [1_000, 5_000, 20_000, 100_000])
+def test_width_lands_within_five_percent_of_the_budget(target):
+    width = width_for_budget(relu_mlp, 64, 10, target)
+    count = trainable_parameters(relu_mlp(64, width, 10, 0))
+    assert abs(count - target) <= 0.05 * target
+    assert abs(count - target) <= abs(trainable_parameters(relu_mlp(64, width + 1, 10, 0)) - target)
+
+
+def test_budget_below_the_smallest_model_is_an_error():
+    with pytest.raises(LutnetError, match="no width hits the parameter budget: expected 50 \\+-5%"):
+        width_for_budget(relu_mlp, 64, 10, 50)
+
+
+def test_scaling_maps_the_training_range_to_minus_one_one_and_undoes_target_scaling():
+    split = sklearn_digits()
+    model = ScaledModel(nn.Identity(), split)
+    scaled = model.network_output(torch.as_tensor(split.X_train)).numpy()
+    varying = split.X_train.max(axis=0) > split.X_train.min(axis=0)
+    np.testing.assert_allclose(scaled[:, varying].min(axis=0), -1.0, atol=1e-6)
+    np.testing.assert_allclose(scaled[:, varying].max(axis=0), 1.0, atol=1e-6)
+    assert float(model.y_mean) == 0.0 and float(model.y_std) == 1.0
+    regression = dataclasses.replace(split, task="regression", y_train=np.array([1.0, 5.0] * 539, np.float32))
+    regression_model = ScaledModel(nn.Identity(), regression)
+    assert (float(regression_model.y_mean), float(regression_model.y_std)) == (3.0, 2.0)
+    standardized = regression_model.network_output(torch.zeros(1, 64))
+    np.testing.assert_allclose(regression_model(torch.zeros(1, 64)).numpy(), standardized.numpy() * 2.0 + 3.0)
+
+
+@pytest.mark.slow
+def test_run_trains_scores_and_exports_a_model_onnxruntime_agrees_with(tmp_path, capsys):
+    split = sklearn_digits()
+    write_npz(split, tmp_path / "digits.npz")
+    argv = [str(tmp_path / "digits.npz"), "--params", "5000", "--max-epochs", "8", "--onnx-out", str(tmp_path / "m.onnx")]
+    assert run_peer("relu", relu_mlp, [], argv, default_lr=3e-3) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert abs(result["params"] - 5000) <= 250 and result["epochs"] == 8 and 1 <= result["best_epoch"] <= 8
+    assert result["test"]["accuracy"] > 0.85 and result["seconds_per_epoch"] > 0
+    assert result["onnx"]["exported"] and result["onnx"]["max_abs_diff_vs_torch"] < 1e-4
+    assert result["onnx"]["op_types"].get("Gemm", 0) + result["onnx"]["op_types"].get("MatMul", 0) >= 2
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"input": split.X_test[:1]})[0]
+    assert logits.shape == (1, 10)
+    assert (session.run(None, {"input": split.X_test})[0].argmax(axis=1) == split.y_test).mean() == pytest.approx(result["test"]["accuracy"])
+
+
+@pytest.mark.slow
+def test_regression_is_scored_in_the_targets_units(tmp_path, capsys):
+    from sklearn.datasets import load_diabetes
+
+    from benchmarks.peers.datasets import SplitArrays, split_arrays
+
+    X, y = load_diabetes(return_X_y=True)
+    split = split_arrays(SplitArrays("diabetes", "regression", X[:300], y[:300], X[300:370], y[300:370], X[370:], y[370:]))
+    write_npz(split, tmp_path / "diabetes.npz")
+    assert run_peer("relu", relu_mlp, [], [str(tmp_path / "diabetes.npz"), "--params", "2000", "--max-epochs", "30"], default_lr=3e-3) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["test"]) == {"rmse", "r2"}
+    assert result["test"]["r2"] > 0.2 and 30 < result["test"]["rmse"] < float(np.std(y))
+
+
+def test_bad_split_path_exits_2_with_one_line(tmp_path, capsys):
+    assert run_peer("relu", relu_mlp, [], [str(tmp_path / "absent.npz")], default_lr=1e-3) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("run_relu: error: cannot read split") and captured.err.count("\n") == 1
