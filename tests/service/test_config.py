@@ -1,0 +1,54 @@
+"""config.pbtxt: the small protobuf-text parser and how its batching fields combine with settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import BatchingPolicy, ModelConfig, parse_pbtxt
+from service.errors import ModelLoadError
+from service.settings import Settings
+
+TRITON_CONFIG = """
+name: "digits"   # written by lutnet export
+platform: "onnxruntime_onnx"
+max_batch_size: 256
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]
+output [ { name: "output", data_type: TYPE_FP32, dims: [ 10 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 100 preferred_batch_size: [ 4, 8 ] default_queue_policy { timeout_action: REJECT } }
+instance_group [ { count: 1 kind: KIND_CPU } ]
+"""
+
+
+def test_parses_a_triton_config() -> None:
+    fields = parse_pbtxt(TRITON_CONFIG)
+    assert fields["name"] == ["digits"] and fields["max_batch_size"] == [256]
+    assert fields["input"] == [{"name": ["input"], "data_type": ["TYPE_FP32"], "dims": [64]}]
+    assert fields["dynamic_batching"][0]["preferred_batch_size"] == [4, 8]
+    assert fields["dynamic_batching"][0]["default_queue_policy"] == [{"timeout_action": ["REJECT"]}]
+
+
+@pytest.mark.parametrize(("text", "message"), [("a { b: 1", "closing '}'"), ("max_batch_size: ", "a value"), ("1: 2", "a field name")])
+def test_malformed_config_is_a_load_error(text: str, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        parse_pbtxt(text)
+
+
+def test_config_fields_and_their_absence(tmp_path: Path) -> None:
+    assert ModelConfig.read(tmp_path) == ModelConfig()
+    (tmp_path / "config.pbtxt").write_text(TRITON_CONFIG)
+    assert ModelConfig.read(tmp_path) == ModelConfig(max_batch_size=256, dynamic_batching=True, max_queue_delay_us=100)
+    (tmp_path / "config.pbtxt").write_text("max_batch_size: -4")
+    with pytest.raises(ModelLoadError, match="a non-negative integer"):
+        ModelConfig.read(tmp_path)
+
+
+def test_explicit_settings_win_over_the_config_and_the_config_over_defaults() -> None:
+    config = ModelConfig(max_batch_size=256, dynamic_batching=True, max_queue_delay_us=100)
+    from_config = BatchingPolicy.resolve(Settings(), config)
+    assert (from_config.enabled, from_config.max_batch_size, from_config.max_queue_delay_us) == (True, 256, 100)
+    explicit = BatchingPolicy.resolve(Settings(batching=False, max_batch_size=16, max_queue_delay_us=0), config)
+    assert (explicit.enabled, explicit.max_batch_size, explicit.max_queue_delay_us) == (False, 16, 0)
+    defaults = BatchingPolicy.resolve(Settings(), ModelConfig(max_batch_size=0))
+    assert (defaults.enabled, defaults.max_batch_size) == (Settings().batching, Settings().max_batch_size)
