@@ -20,7 +20,6 @@ class ModelConfig:
     """What ``config.pbtxt`` says about batching; ``None`` where it says nothing."""
 
     max_batch_size: int | None = None
-    dynamic_batching: bool | None = None
     max_queue_delay_us: int | None = None
 
     @classmethod
@@ -36,12 +35,17 @@ class ModelConfig:
         for name, value in (("max_batch_size", max_batch), ("max_queue_delay_microseconds", delay)):
             if value is not None and (type(value) is not int or value < 0):
                 raise ModelLoadError(f"{path} field {name}", expected="a non-negative integer", got=repr(value))
-        return cls(max_batch_size=max_batch, dynamic_batching=True if batching is not None else None, max_queue_delay_us=delay)
+        return cls(max_batch_size=max_batch, max_queue_delay_us=delay)
 
 
 @dataclass(frozen=True)
 class BatchingPolicy:
-    """How one model is batched: explicit settings win, then ``config.pbtxt``, then the settings' defaults."""
+    """How one model is batched: explicit settings win, then ``config.pbtxt``, then the settings' defaults.
+
+    Whether batching is on at all is the ``batching`` setting alone: ``lutnet export`` writes a
+    ``dynamic_batching`` block into every config for Triton, and for tiny models serving batched
+    measures slower at low concurrency (benchmarks/serve_speed.py), so that block does not switch it on here.
+    """
 
     enabled: bool
     max_batch_size: int
@@ -56,7 +60,7 @@ class BatchingPolicy:
 
         # Triton's max_batch_size 0 means "no batch dimension"; the server still needs a row limit, so the setting applies.
         return cls(
-            enabled=pick("batching", config.dynamic_batching),
+            enabled=settings.batching,
             max_batch_size=pick("max_batch_size", config.max_batch_size or None),
             max_queue_delay_us=pick("max_queue_delay_us", config.max_queue_delay_us),
             max_queue_size=settings.max_queue_size,

@@ -50,10 +50,10 @@ def test_model_metadata_lists_versions_and_tensors(client: Any) -> None:
 
 
 def test_model_config_combines_config_pbtxt_and_settings(serve: Any) -> None:
-    client = serve()
+    client = serve(batching=True)
     housing, digits = client.get("/v2/models/housing/config").json(), client.get("/v2/models/digits/config").json()
     assert housing["max_batch_size"] == 32 and housing["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
-    assert digits["max_batch_size"] == 1024 and "dynamic_batching" not in digits
+    assert digits["max_batch_size"] == 1024 and digits["dynamic_batching"]["max_queue_delay_microseconds"] == 0
     assert digits["lutnet_model_card"]["labels"] == [str(i) for i in range(10)] and digits["input"][0]["dims"] == [64]
     explicit = serve(max_batch_size=8, batching=False).get("/v2/models/housing/config").json()
     assert explicit["max_batch_size"] == 8 and "dynamic_batching" not in explicit

@@ -38,17 +38,17 @@ def test_malformed_config_is_a_load_error(text: str, message: str) -> None:
 def test_config_fields_and_their_absence(tmp_path: Path) -> None:
     assert ModelConfig.read(tmp_path) == ModelConfig()
     (tmp_path / "config.pbtxt").write_text(TRITON_CONFIG)
-    assert ModelConfig.read(tmp_path) == ModelConfig(max_batch_size=256, dynamic_batching=True, max_queue_delay_us=100)
+    assert ModelConfig.read(tmp_path) == ModelConfig(max_batch_size=256, max_queue_delay_us=100)
     (tmp_path / "config.pbtxt").write_text("max_batch_size: -4")
     with pytest.raises(ModelLoadError, match="a non-negative integer"):
         ModelConfig.read(tmp_path)
 
 
 def test_explicit_settings_win_over_the_config_and_the_config_over_defaults() -> None:
-    config = ModelConfig(max_batch_size=256, dynamic_batching=True, max_queue_delay_us=100)
-    from_config = BatchingPolicy.resolve(Settings(), config)
+    config = ModelConfig(max_batch_size=256, max_queue_delay_us=100)
+    from_config = BatchingPolicy.resolve(Settings(batching=True), config)
     assert (from_config.enabled, from_config.max_batch_size, from_config.max_queue_delay_us) == (True, 256, 100)
-    explicit = BatchingPolicy.resolve(Settings(batching=False, max_batch_size=16, max_queue_delay_us=0), config)
-    assert (explicit.enabled, explicit.max_batch_size, explicit.max_queue_delay_us) == (False, 16, 0)
+    explicit = BatchingPolicy.resolve(Settings(batching=True, max_batch_size=16, max_queue_delay_us=0), config)
+    assert (explicit.enabled, explicit.max_batch_size, explicit.max_queue_delay_us) == (True, 16, 0)
     defaults = BatchingPolicy.resolve(Settings(), ModelConfig(max_batch_size=0))
     assert (defaults.enabled, defaults.max_batch_size) == (Settings().batching, Settings().max_batch_size)
