@@ -1,0 +1,188 @@
+"""Equivalent ONNX formulations of the segment-table lookup, timed in onnxruntime and checked for exactness.
+
+Run ``python -m benchmarks.lookup_formulations [--quick]``; writes ``benchmarks/results/lookup_formulations.json``.
+Every candidate builds the whole reference model (64 -> 256 -> 256 -> 10, K = 64) through
+``export.graph.build_graph`` with its own ``lookup``; the rest of the graph is identical. The
+candidate ``gather_elements_int32`` is what ``export.graph.GraphBuilder`` ships.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from benchmarks.common import write_results
+from benchmarks.export_speed import REFERENCE_SHAPE, inputs, interleaved, onnx_runner, synthetic_checkpoint, variant
+from export.fold import SegmentTable
+from export.graph import GraphBuilder, build_graph
+from export.verify import probe_inputs, verify
+
+
+class Candidate(GraphBuilder):
+    """A lookup as (index of each coordinate, gather of a ``[S, C]`` table at that index); int64 GatherElements by default."""
+
+    index_type = TensorProto.INT64
+
+    def segment(self, v: str, table: SegmentTable) -> str:
+        low, high = self.constant("low", np.array(0.0)), self.constant("high", np.array(table.segments - 1.0))
+        return self.op("Cast", [self.op("Clip", [v, low, high])], to=self.index_type)
+
+    def index(self, v: str, table: SegmentTable) -> str:
+        return self.segment(v, table)
+
+    def gather(self, values: np.ndarray, index: str, output: str | None = None) -> str:
+        return self.op("GatherElements", [self.constant("table", values), index], output=output, axis=0)
+
+    def lookup(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
+        index = self.index(v, table)
+        if table.slope is None:
+            return self.gather(table.intercept, index, output)
+        intercept, slope = self.gather(table.intercept, index), self.gather(table.slope, index)
+        return self.op("Add", [self.op("Mul", [v, slope]), intercept], output=output)
+
+
+class MinMaxInt32(Candidate):
+    """Max + Min instead of Clip."""
+
+    index_type = TensorProto.INT32
+
+    def segment(self, v: str, table: SegmentTable) -> str:
+        low, high = self.constant("low", np.array(0.0)), self.constant("high", np.array(table.segments - 1.0))
+        return self.op("Cast", [self.op("Min", [self.op("Max", [v, low]), high])], to=self.index_type)
+
+
+class FloorThenCastInt32(Candidate):
+    """Floor before Cast (unneeded: Cast truncates, which is floor on the clipped, non-negative coordinate)."""
+
+    index_type = TensorProto.INT32
+
+    def segment(self, v: str, table: SegmentTable) -> str:
+        low, high = self.constant("low", np.array(0.0)), self.constant("high", np.array(table.segments - 1.0))
+        return self.op("Cast", [self.op("Floor", [self.op("Clip", [v, low, high])])], to=self.index_type)
+
+
+class FlatGather(Candidate):
+    """Gather from flat channel-major tables ``[C*S]`` with offsets ``c*S`` added to the index (the straightforward graph)."""
+
+    def index(self, v: str, table: SegmentTable) -> str:
+        offsets = np.arange(table.intercept.shape[1]) * table.segments
+        dtype = np.int64 if self.index_type == TensorProto.INT64 else np.int32
+        return self.op("Add", [self.segment(v, table), self.constant("offsets", offsets, dtype)])
+
+    def gather(self, values: np.ndarray, index: str, output: str | None = None) -> str:
+        return self.op("Gather", [self.constant("table", values.T.reshape(-1)), index], output=output, axis=0)
+
+
+class FlatGatherInt32(FlatGather):
+    index_type = TensorProto.INT32
+
+
+class FlatGatherPairsInt32(FlatGatherInt32):
+    """One Gather of (intercept, slope) pairs from ``[C*S, 2]``, then Split and Squeeze."""
+
+    def lookup(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
+        if table.slope is None:
+            return super().lookup(v, table, layer, output)
+        pairs = np.stack([table.intercept.T.reshape(-1), table.slope.T.reshape(-1)], axis=-1)  # (C*S, 2)
+        gathered = self.op("Gather", [self.constant("pairs", pairs), self.index(v, table)], axis=0)  # (N, C, 2)
+        intercept, slope = self._name("intercept"), self._name("slope")
+        self.nodes.append(helper.make_node("Split", [gathered], [intercept, slope], axis=-1, num_outputs=2))
+        axis = self.constant("axis", np.array([-1]), np.int64)
+        intercept, slope = (self.op("Squeeze", [name, axis]) for name in (intercept, slope))
+        return self.op("Add", [self.op("Mul", [v, slope]), intercept], output=output)
+
+
+class SegmentMajorInt32(FlatGatherInt32):
+    """Flat segment-major tables ``[S*C]``: index ``s*C + c`` costs a Mul and an Add."""
+
+    def index(self, v: str, table: SegmentTable) -> str:
+        channels = table.intercept.shape[1]
+        stride, ids = self.constant("stride", np.array(channels), np.int32), self.constant("ids", np.arange(channels), np.int32)
+        return self.op("Add", [self.op("Mul", [self.segment(v, table), stride]), ids])
+
+    def gather(self, values: np.ndarray, index: str, output: str | None = None) -> str:
+        return self.op("Gather", [self.constant("table", values.reshape(-1)), index], output=output, axis=0)
+
+
+class GatherND(Candidate):
+    """GatherND on ``[C, S]`` tables with (channel, segment) index pairs built in the graph."""
+
+    def index(self, v: str, table: SegmentTable) -> str:
+        segment = self.op("Unsqueeze", [self.segment(v, table), self.constant("axis", np.array([-1]), np.int64)])
+        ids = self.constant("ids", np.arange(table.intercept.shape[1]).reshape(1, -1, 1), np.int64)
+        return self.op("Concat", [self.op("Expand", [ids, self.op("Shape", [segment])]), segment], axis=-1)
+
+    def gather(self, values: np.ndarray, index: str, output: str | None = None) -> str:
+        return self.op("GatherND", [self.constant("table", values.T), index], output=output)
+
+
+class FloatOffsets(FlatGatherInt32):
+    """Per-channel offsets added to the float coordinate (as if folded into the bias): no int Add, but inexact.
+
+    Far from zero the float32 coordinate keeps fewer fraction bits, so ``intercept + v*slope`` at ``v`` near
+    ``C*S`` is off by about ``C*S * 2^-24`` of a segment times the slope; the error columns show it.
+    """
+
+    def lookup(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
+        offsets = np.arange(table.intercept.shape[1]) * table.segments
+        shifted = self.op("Add", [v, self.constant("offsets", offsets)])
+        low, high = self.constant("low", offsets), self.constant("high", offsets + table.segments - 1.0)
+        index = self.op("Cast", [self.op("Min", [self.op("Max", [shifted, low]), high])], to=self.index_type)
+        if table.slope is None:
+            return self.gather(table.intercept, index, output)
+        intercept = self.gather(table.intercept - offsets * table.slope, index)  # each line rewritten in v + offset
+        return self.op("Add", [self.op("Mul", [shifted, self.gather(table.slope, index)]), intercept], output=output)
+
+
+CANDIDATES: dict[str, type[GraphBuilder]] = {
+    "gather_elements_int32": GraphBuilder,
+    "gather_elements_int64": Candidate,
+    "gather_elements_int32_min_max": MinMaxInt32,
+    "gather_elements_int32_floor_cast": FloorThenCastInt32,
+    "gather_flat_offsets_int64": FlatGather,
+    "gather_flat_offsets_int32": FlatGatherInt32,
+    "gather_flat_pairs_int32": FlatGatherPairsInt32,
+    "gather_segment_major_int32": SegmentMajorInt32,
+    "gather_nd_int64": GatherND,
+    "gather_float_offsets_int32": FloatOffsets,
+}
+
+
+def compare(mode: str, batches: tuple[int, ...], rounds: int) -> dict[str, object]:
+    """Latency ratio to the ReLU model and measured exactness of every candidate for one lookup mode."""
+    checkpoint = synthetic_checkpoint(variant(REFERENCE_SHAPE, "lut", mode))
+    relu = build_graph(synthetic_checkpoint(variant(REFERENCE_SHAPE, "relu")))
+    protos = {name: build_graph(checkpoint, builder=builder) for name, builder in CANDIDATES.items()}
+    probes = probe_inputs(checkpoint)
+    exactness = {name: verify(proto, checkpoint, checkpoint, probes) for name, proto in protos.items()}
+    table: dict[str, dict[str, object]] = {
+        name: {"nodes": len(proto.graph.node), "max_error_typical": result.fidelity, "max_error_extreme": result.extreme_fidelity, "exact": result.passed}
+        for name, (proto, result) in ((n, (protos[n], exactness[n])) for n in protos)
+    }
+    for batch in batches:
+        x = inputs(REFERENCE_SHAPE, batch)
+        runners = {"relu": onnx_runner(relu, 1, x)} | {name: onnx_runner(proto, 1, x) for name, proto in protos.items()}
+        timings = interleaved(runners, batch, rounds)
+        for name in protos:
+            table[name][f"batch_{batch}"] = {"median_s": timings[name]["median"], "ratio_to_relu": timings[name]["median"] / timings["relu"]["median"]}
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.lookup_formulations", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisier)")
+    args = parser.parse_args(argv)
+    rounds = 3 if args.quick else 9
+    results = {mode: compare(mode, (1, 1024), rounds) for mode in ("nearest", "linear")}
+    for mode, table in results.items():
+        print(f"{mode}:")
+        for name, row in sorted(table.items(), key=lambda item: item[1]["batch_1"]["ratio_to_relu"]):  # type: ignore[index]
+            print(f"  {name:<34} exact={row['exact']!s:<5} b1 {row['batch_1']['ratio_to_relu']:.2f}x  b1024 {row['batch_1024']['ratio_to_relu']:.2f}x")  # type: ignore[index]
+    path = write_results("lookup_formulations", {"shape": REFERENCE_SHAPE.to_dict(), "threads": 1, "shipped": "gather_elements_int32", "candidates": results})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
