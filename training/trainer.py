@@ -37,7 +37,7 @@ from training.data import Dataset, input_statistics, load_dataset
 from training.models import LutnetModel, build_model, checkpoint_from_model
 
 STATE_JSON = "train_state.json"
-STATE_TENSORS = "train_state.safetensors"
+STATE_TENSORS = "train_state-{epoch}.safetensors"  # one file per saved epoch; train_state.json names the current one
 METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 2048
 # Settings that only say how or where to run; everything else defines the run and must match on --resume.
@@ -184,8 +184,7 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
     if dist.writer:
         info = checkpoint_info(config, data, metrics, history, best["epoch"])
         write_checkpoint(checkpoint_from_model(model.cpu(), labels=data.labels, info=info), out)
-        for name in (STATE_JSON, STATE_TENSORS):
-            (out / name).unlink(missing_ok=True)
+        remove_state(out)
         if not config.quiet:
             print(summary_line(data, spec, metrics, len(history), best["epoch"], out))
     return TrainResult(out, len(history), True, metrics, history)
@@ -252,20 +251,12 @@ def epoch_batches(size: int, batch_size: int, seed: int, epoch: int, dist: Distr
 
 def train_epoch(wrapped: torch.nn.Module, model: LutnetModel, optimizer: torch.optim.Optimizer, scheduler: Any,
                 X: torch.Tensor, y: torch.Tensor, batches: list[tuple[np.ndarray, int]], smoothness: float, world: int) -> float:
-    """One pass over ``batches``; returns the mean training loss of this process's rows.
-
-    Each process's summed loss is divided by the global batch size and multiplied by ``world``, so the
-    gradient DDP averages equals the gradient of the global batch's mean loss.
-    """
+    """One pass over ``batches``; returns the mean training loss of this process's rows."""
     model.train()
-    luts = model.luts() if smoothness else []
     total, count = 0.0, 0
     for rows, global_size in batches:
         index = torch.from_numpy(rows).to(X.device)
-        loss_sum = batch_loss_sum(wrapped(X[index]), y[index], model)
-        loss = loss_sum * (world / global_size)
-        if luts:
-            loss = loss + smoothness * sum(lut.smoothness() for lut in luts)
+        loss, loss_sum = step_loss(wrapped, model, X[index], y[index], global_size, world, smoothness)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -274,6 +265,20 @@ def train_epoch(wrapped: torch.nn.Module, model: LutnetModel, optimizer: torch.o
     if not np.isfinite(total):
         raise LutnetError("training loss", expected="a finite number (try a lower --lr or --table-lr)", got=total)
     return total / max(count, 1)
+
+
+def step_loss(wrapped: torch.nn.Module, model: LutnetModel, X: torch.Tensor, y: torch.Tensor, global_size: int, world: int,
+              smoothness: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss to differentiate on this process's rows of a global batch, and their summed data loss.
+
+    The summed loss is divided by the global batch size and multiplied by ``world``, so the gradient
+    DDP averages over processes equals the gradient of the global batch's mean loss.
+    """
+    loss_sum = batch_loss_sum(wrapped(X), y, model)
+    loss = loss_sum * (world / global_size)
+    if smoothness:
+        loss = loss + smoothness * sum(lut.smoothness() for lut in model.luts())
+    return loss, loss_sum
 
 
 def batch_loss_sum(outputs: torch.Tensor, targets: torch.Tensor, model: LutnetModel) -> torch.Tensor:
@@ -349,8 +354,8 @@ def read_resume_state(out: Path) -> dict[str, Any]:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"--resume {path}", expected="a training state written by 'lutnet train'", got=str(exc)) from None
-    if not isinstance(saved, dict) or not {"config", "history", "scheduler"} <= set(saved) or not (out / STATE_TENSORS).exists():
-        raise CheckpointError(f"--resume {path}", expected=f"a training state written by 'lutnet train' (with {STATE_TENSORS})", got="an incomplete one")
+    if not isinstance(saved, dict) or not {"config", "history", "scheduler", "tensors"} <= set(saved) or not (out / str(saved["tensors"])).is_file():
+        raise CheckpointError(f"--resume {path}", expected="a training state written by 'lutnet train' with its tensor file", got="an incomplete one")
     return saved
 
 
@@ -371,16 +376,29 @@ def save_state(out: Path, config: TrainConfig, model: LutnetModel, optimizer: to
     optim = optimizer.state_dict()
     for index, slots in optim["state"].items():
         tensors.update({f"optimizer.{index}.{slot}": value for slot, value in slots.items()})
-    tensorfile.save_file({k: v.detach().cpu().numpy() for k, v in tensors.items()}, out / STATE_TENSORS)
-    state = {"config": config.identity(), "epoch": len(history), "history": history, "best_epoch": best["epoch"],
+    # The tensors go to a new file and the JSON, written last, points at it: a kill at any moment leaves
+    # a JSON that names a complete tensor file of the same epoch.
+    tensor_file = STATE_TENSORS.format(epoch=len(history))
+    tensorfile.save_file({k: v.detach().cpu().numpy() for k, v in tensors.items()}, out / tensor_file)
+    state = {"config": config.identity(), "tensors": tensor_file, "epoch": len(history), "history": history, "best_epoch": best["epoch"],
              "best_val_loss": best["val_loss"], "optimizer_groups": optim["param_groups"], "scheduler": scheduler.state_dict()}
     write_text_atomic(out / STATE_JSON, json.dumps(_jsonable(state)) + "\n")
+    remove_state(out, keep=tensor_file)
+
+
+def remove_state(out: Path, keep: str | None = None) -> None:
+    """Delete the resumable state (all of it, or all tensor files but ``keep``)."""
+    if keep is None:
+        (out / STATE_JSON).unlink(missing_ok=True)
+    for path in out.glob(STATE_TENSORS.format(epoch="*")):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
 
 
 def restore_state(out: Path, saved: dict[str, Any], model: LutnetModel, optimizer: torch.optim.Optimizer,
                   scheduler: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Load what :func:`save_state` wrote into ``model``, ``optimizer`` and ``scheduler``; returns history and best."""
-    tensors = {k: torch.from_numpy(v) for k, v in tensorfile.load_file(out / STATE_TENSORS).items()}
+    tensors = {k: torch.from_numpy(v) for k, v in tensorfile.load_file(out / saved["tensors"]).items()}
     part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
     model.load_state_dict(part("model."))
     slots: dict[int, dict[str, torch.Tensor]] = {}
