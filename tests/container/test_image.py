@@ -1,0 +1,130 @@
+"""The serving image built and run for real with podman: answers, user, contents, size, shutdown, demo target."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+from sklearn.datasets import load_digits
+
+from tests.container import podman
+from tests.container.conftest import MODEL
+from tests.container.test_deploy import deployment_container
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+MAX_IMAGE_BYTES = 400 * 1000**2
+GRACE_S = 20
+
+
+def model_file(repository: Path) -> Path:
+    (path,) = sorted(repository.glob(f"{MODEL}/*/model.onnx"))
+    return path
+
+
+def digit_images(rows: int) -> np.ndarray:
+    """The first images of the digits data set: 8x8 flattened to 64 grey levels in 0..16."""
+    return load_digits().data[:rows].astype(np.float32)
+
+
+def infer_in_container(container: podman.Container, session: ort.InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
+    """POSTs ``x`` as a v2 JSON infer request and returns the outputs by name."""
+    (model_input,) = session.get_inputs()
+    request = {"inputs": [{"name": model_input.name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    response = httpx.post(f"{container.base_url}/v2/models/{MODEL}/infer", json=request, timeout=10)
+    assert response.status_code == 200, response.text
+    return {out["name"]: np.asarray(out["data"]).reshape(out["shape"]) for out in response.json()["outputs"]}
+
+
+def assert_answers_like_onnxruntime(container: podman.Container, onnx_path: Path) -> None:
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = digit_images(8)
+    expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: x}), strict=True))
+    answered = infer_in_container(container, session, x)
+    assert answered.keys() == expected.keys()
+    for name, values in expected.items():
+        np.testing.assert_allclose(answered[name], values, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_mounted_repository_answers_like_onnxruntime_in_process(server: podman.Container, digits_repository: Path) -> None:
+    assert_answers_like_onnxruntime(server, model_file(digits_repository))
+
+
+def test_server_is_pid_1_and_not_root(server: podman.Container) -> None:
+    """Exec form: lutnet itself is PID 1 (so SIGTERM reaches it), running under a non-root user."""
+    command = server.exec("cat", "/proc/1/cmdline").split("\0")
+    assert command[0].endswith("python3") and command[1].endswith("/lutnet") and command[2] == "serve", command
+    uids = next(line for line in server.exec("cat", "/proc/1/status").splitlines() if line.startswith("Uid:"))
+    assert all(int(uid) != 0 for uid in uids.split()[1:]), uids
+
+
+def test_image_has_no_torch_onnx_or_compilers(server: podman.Container) -> None:
+    probe = (
+        "import importlib.util, shutil\n"
+        "print(*[m for m in ('torch', 'onnx', 'sklearn', 'matplotlib') if importlib.util.find_spec(m)], sep=',')\n"
+        "print(*[m for m in ('onnxruntime', 'fastapi', 'service') if importlib.util.find_spec(m)], sep=',')\n"
+        "print(*[c for c in ('gcc', 'cc', 'c++', 'make') if shutil.which(c)], sep=',')\n"
+    )
+    absent, present, compilers = server.exec("python3", "-c", probe).split("\n")[:3]
+    assert absent == "", f"training or export dependencies in the serving image: {absent}"
+    assert present == "onnxruntime,fastapi,service"
+    assert compilers == "", f"compilers in the serving image: {compilers}"
+
+
+def test_healthcheck_and_probe_routes_answer(server: podman.Container) -> None:
+    """The image's HEALTHCHECK passes, and so do the health routes the Kubernetes probes use."""
+    healthcheck = podman.podman("healthcheck", "run", server.name, check=False)
+    assert healthcheck.returncode == 0, healthcheck.stdout + healthcheck.stderr
+    probes = deployment_container()
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert httpx.get(server.base_url + probes[probe]["httpGet"]["path"], timeout=5).status_code == 200, probe
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_the_server_cleanly_within_the_grace_period(runtime_image: str, digits_repository: Path, workers: int) -> None:
+    """`podman stop` (SIGTERM, SIGKILL after the grace period) ends every server process cleanly, as Kubernetes would."""
+    volumes = [(digits_repository, "/models")]
+    environment = {"LUTNET_SHUTDOWN_GRACE_S": "5", "LUTNET_WORKERS": str(workers)}
+    with podman.run_container(runtime_image, "lutnet-test-sigterm", volumes=volumes, environment=environment) as server:
+        server.wait_ready()
+        exit_code, seconds = server.stop(GRACE_S)
+        logs = server.logs()
+    assert exit_code == 0, f"exit code {exit_code} after SIGTERM (137 means it was killed):\n{logs}"
+    assert seconds < GRACE_S, f"took {seconds:.1f} s, the grace period is {GRACE_S} s"
+    assert logs.count("Application shutdown complete") == workers, logs
+
+
+def test_image_is_smaller_than_400_mb(runtime_image: str, demo_image: str, image_sizes: dict[str, int]) -> None:
+    for tag in (runtime_image, demo_image):
+        image_sizes[tag] = podman.image_size_bytes(tag)
+    assert image_sizes[runtime_image] < MAX_IMAGE_BYTES, f"{image_sizes[runtime_image] / 1e6:.0f} MB"
+
+
+def test_demo_image_answers_with_nothing_mounted(demo_image: str, digits_repository: Path) -> None:
+    with podman.run_container(demo_image, "lutnet-test-demo") as demo:
+        demo.wait_ready()
+        assert_answers_like_onnxruntime(demo, model_file(digits_repository))
+
+
+def test_dockerignore_keeps_runs_venvs_caches_and_tests_out(podman_available: None, tmp_path: Path) -> None:
+    """Whatever the checkout holds besides the package sources never reaches the builder."""
+    context = podman.stage_context(tmp_path / "context")
+    for junk in ("runs/digits/config.json", ".venv/bin/python", "lutnet/__pycache__/cli.cpython-311.pyc", ".git/HEAD", ".ruff_cache/x"):
+        (context / junk).parent.mkdir(parents=True, exist_ok=True)
+        (context / junk).write_text("junk")
+    probe_file = tmp_path / "Containerfile"
+    probe_file.write_text(f"FROM {base_image()}\nCOPY . /context\n")
+    podman.podman("build", "--pull=never", "--isolation", "chroot", "--tag", "localhost/lutnet-test:context", "--file", str(probe_file), str(context))
+    sent = podman.podman("run", "--rm", *podman.ULIMITS, "localhost/lutnet-test:context", "find", "/context", "-type", "f").stdout.split()
+    sent = {name.removeprefix("/context/") for name in sent}
+    assert {"pyproject.toml", "README.md", "lutnet/cli.py", "service/settings.py"} <= sent
+    assert not [name for name in sent if name.split("/")[0] in ("runs", ".venv", ".git", ".ruff_cache", "tests", "benchmarks", "deploy")]
+    assert not [name for name in sent if "__pycache__" in name]
+
+
+def base_image() -> str:
+    script = podman.ROOT / "deploy" / "podman" / "base-image.sh"
+    return subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout.strip()
