@@ -22,4 +22,4 @@ def build_spline_mlp(n_features: int, width: int, n_outputs: int, seed: int) -> 
 
 
 if __name__ == "__main__":
-    sys.exit(run_peer("deepsplines", build_spline_mlp, ["deepsplines"], default_lr=1e-3))
+    sys.exit(run_peer("deepsplines", build_spline_mlp, ["deepsplines"]))

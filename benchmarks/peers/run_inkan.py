@@ -18,4 +18,4 @@ def build_kan_network(n_features: int, width: int, n_outputs: int, seed: int) ->
 
 
 if __name__ == "__main__":
-    sys.exit(run_peer("inkan", build_kan_network, ["inkan"], default_lr=1e-2))
+    sys.exit(run_peer("inkan", build_kan_network, ["inkan"]))

@@ -18,4 +18,4 @@ def build_kan(n_features: int, width: int, n_outputs: int, seed: int) -> nn.Modu
 
 
 if __name__ == "__main__":
-    sys.exit(run_peer("pykan", build_kan, ["pykan"], default_lr=1e-2))
+    sys.exit(run_peer("pykan", build_kan, ["pykan"]))

@@ -1,8 +1,10 @@
-"""First numbers for the peers on digits: accuracy, s/epoch, ONNX latency, and serving req/s at c=1.
+"""First numbers for the peers on digits: accuracy, s/epoch, ONNX latency, and serving req/s.
 
 ``python -m benchmarks.peers.smoke`` sets up the peers' environments (skipped when up to date), trains each learning
 peer at ~20k parameters on a fixed sklearn digits split, times its ONNX export with onnxruntime (1 thread, batch
-1 and 1024), serves one ONNX MLP from KServe and BentoML, and writes benchmarks/results/peers_smoke.json.
+1 and 1024), serves one ONNX model (a ReLU MLP, or ``--serve-onnx``) from KServe and BentoML after checking their
+answers against onnxruntime in-process, loads them at ``--concurrency`` (default 1), and writes
+benchmarks/results/peers_smoke.json. About 2 minutes once the environments exist (set-up: about 4 minutes).
 """
 from __future__ import annotations
 
@@ -10,18 +12,14 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +28,16 @@ import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 from tqdm import tqdm
 
+from benchmarks.common import summarize, time_call, write_results
 from benchmarks.loadgen import measure
 from benchmarks.peers.datasets import sklearn_digits, write_npz
 from benchmarks.peers.serving import HOST
 from benchmarks.peers.setup import PEERS, REPOSITORY, Peer, ensure
-from lutnet.atomic import write_text_atomic
 from lutnet.errors import LutnetError
 
 WORK = REPOSITORY / "benchmarks" / ".work" / "peers"
-RESULTS = REPOSITORY / "benchmarks" / "results" / "peers_smoke.json"
+LATENCY_REPEATS = {1: 2000, 1024: 100}
+SERVED_HIDDEN = 266  # 64-266-10 ReLU MLP: 19,956 parameters, the size of the learning peers
 LEARNING_PEERS = [peer for peer in PEERS.values() if peer.role == "learning"]
 
 
@@ -54,22 +53,15 @@ def run_learning_peer(peer: Peer, split_path: Path, *, params: int, seed: int, m
     return json.loads(completed.stdout)
 
 
-def onnx_latency_us(path: Path, batch: int, *, threads: int = 1, seconds: float = 1.0) -> dict[str, float]:
-    """Median and p90 wall time of one session.run at this batch size, over about ``seconds`` of calls."""
+def onnx_latency(path: Path, batch: int, *, threads: int = 1, repeats: int) -> dict[str, float]:
+    """Seconds per session.run at this batch size (median, p10, p90) with ``threads`` intra-op threads."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, session.get_inputs()[0].shape[1])).astype(np.float32)}
-    for _ in range(10):
-        session.run(None, feed)
-    timings: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(timings) < 20:
-        started = time.perf_counter()
-        session.run(None, feed)
-        timings.append(time.perf_counter() - started)
-    return {"median_us": 1e6 * statistics.median(timings), "p90_us": 1e6 * float(np.quantile(timings, 0.9)), "calls": len(timings)}
+    source = session.get_inputs()[0]
+    feed = {source.name: np.random.default_rng(0).standard_normal((batch, source.shape[1])).astype(np.float32)}
+    return summarize(time_call(lambda: session.run(None, feed), repeats=repeats, warmup=10))
 
 
 def relu_mlp_onnx(n_features: int, hidden: int, n_outputs: int, seed: int = 0) -> onnx.ModelProto:
@@ -166,8 +158,8 @@ def wait_until_ready(process: subprocess.Popen, url: str, log: Path, timeout: fl
     raise LutnetError(f"server not ready at {url} after {timeout:.0f} s; see {log}")
 
 
-def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, duration_s: float) -> dict[str, object]:
-    """Check the peer answers like onnxruntime in-process, then load it at concurrency 1 from this process."""
+def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, concurrencies: Sequence[int], duration_s: float) -> dict[str, object]:
+    """Check the peer answers like onnxruntime in-process, then load it at each concurrency from this process."""
     expected = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": rows})[0]
     two_cores = len(os.sched_getaffinity(0)) >= 2
     log = WORK / f"serve_{serving.peer.name}.log"
@@ -178,8 +170,8 @@ def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, du
             raise LutnetError(f"{serving.peer.name} answers differ from onnxruntime", expected="max |diff| <= 1e-5", got=max_abs_diff)
         body = json.dumps(serving.request(rows[0].tolist())).encode()
         with client_on_cpu(1 if two_cores else None):
-            load = measure(base + serving.predict_path, body, concurrency=1, duration_s=duration_s)
-    return {"peer": serving.peer.name, "route": serving.predict_path, "max_abs_diff_vs_ort": max_abs_diff, "c1": asdict(load)}
+            loads = {f"c{n}": asdict(measure(base + serving.predict_path, body, concurrency=n, duration_s=duration_s)) for n in concurrencies}
+    return {"peer": serving.peer.name, "route": serving.predict_path, "max_abs_diff_vs_ort": max_abs_diff, **loads}
 
 
 @contextlib.contextmanager
@@ -194,30 +186,27 @@ def client_on_cpu(cpu: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def machine() -> dict[str, object]:
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers.smoke", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--max-seconds", type=float, default=60.0)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per serving peer")
+    parser.add_argument("--serve-onnx", type=Path, default=None, help="ONNX model taking digits' 64 raw features (default: a ReLU MLP)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1], help="load levels for the serving peers")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per serving peer and level")
     args = parser.parse_args(argv)
     try:
-        write_text_atomic(RESULTS, json.dumps(smoke(args), indent=2) + "\n")
+        path = write_results("peers_smoke", smoke(args))
     except LutnetError as error:
         print(f"benchmarks.peers.smoke: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {RESULTS.relative_to(REPOSITORY)}", file=sys.stderr)
+    print(f"wrote {path.relative_to(REPOSITORY)}", file=sys.stderr)
     return 0
 
 
 def smoke(args: argparse.Namespace) -> dict[str, object]:
     WORK.mkdir(parents=True, exist_ok=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     setup = [ensure(peer) for peer in tqdm(PEERS.values(), desc="peer environments")]
     split = sklearn_digits(args.seed)
     split_path = WORK / "digits.npz"
@@ -226,20 +215,22 @@ def smoke(args: argparse.Namespace) -> dict[str, object]:
     for peer in tqdm(LEARNING_PEERS, desc="learning peers"):
         result = run_learning_peer(peer, split_path, params=args.params, seed=args.seed, max_epochs=args.max_epochs, max_seconds=args.max_seconds)
         if result["onnx"]["exported"]:
-            result["onnx"]["latency_1_thread"] = {f"b{batch}": onnx_latency_us(Path(result["onnx"]["path"]), batch) for batch in (1, 1024)}
+            path = Path(result["onnx"]["path"])
+            result["onnx"]["latency_seconds_1_thread"] = {f"b{batch}": onnx_latency(path, batch, repeats=repeats) for batch, repeats in LATENCY_REPEATS.items()}
         learning.append(result)
-    model = WORK / "relu_mlp.onnx"
-    onnx.save(relu_mlp_onnx(split.n_features, 266, split.n_outputs), model)
+    model = args.serve_onnx or WORK / "relu_mlp.onnx"
+    if args.serve_onnx is None:
+        onnx.save(relu_mlp_onnx(split.n_features, SERVED_HIDDEN, split.n_outputs), model)
     rows = split.X_test[:8]
-    serving = [serve_and_measure(peer, model, rows, duration_s=args.duration) for peer in tqdm(SERVING_PEERS, desc="serving peers")]
+    serving = [
+        serve_and_measure(peer, model, rows, concurrencies=args.concurrency, duration_s=args.duration)
+        for peer in tqdm(SERVING_PEERS, desc="serving peers")
+    ]
     return {
-        "suite": "peers_smoke",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": {name: metadata.version(name) for name in ("numpy", "onnx", "onnxruntime")},
         "setup": setup,
         "learning": learning,
-        "serving_model": {"path": str(model.relative_to(REPOSITORY)), "graph": "Gemm-Relu-Gemm 64-266-10", "params": 64 * 266 + 266 + 266 * 10 + 10},
+        "serving_model": str(model),
+        "serving_notes": "one worker, onnxruntime 1 intra-op thread, per-request logging off, server on core 0 and load on core 1",
         "serving": serving,
     }
 

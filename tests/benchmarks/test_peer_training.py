@@ -52,7 +52,7 @@ def test_run_trains_scores_and_exports_a_model_onnxruntime_agrees_with(tmp_path,
     split = sklearn_digits()
     write_npz(split, tmp_path / "digits.npz")
     argv = [str(tmp_path / "digits.npz"), "--params", "5000", "--max-epochs", "8", "--onnx-out", str(tmp_path / "m.onnx")]
-    assert run_peer("relu", relu_mlp, [], argv, default_lr=3e-3) == 0
+    assert run_peer("relu", relu_mlp, [], argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert abs(result["params"] - 5000) <= 250 and result["epochs"] == 8 and 1 <= result["best_epoch"] <= 8
     assert result["test"]["accuracy"] > 0.85 and result["seconds_per_epoch"] > 0
@@ -73,13 +73,13 @@ def test_regression_is_scored_in_the_targets_units(tmp_path, capsys):
     X, y = load_diabetes(return_X_y=True)
     split = split_arrays(SplitArrays("diabetes", "regression", X[:300], y[:300], X[300:370], y[300:370], X[370:], y[370:]))
     write_npz(split, tmp_path / "diabetes.npz")
-    assert run_peer("relu", relu_mlp, [], [str(tmp_path / "diabetes.npz"), "--params", "2000", "--max-epochs", "30"], default_lr=3e-3) == 0
+    assert run_peer("relu", relu_mlp, [], [str(tmp_path / "diabetes.npz"), "--params", "2000", "--max-epochs", "30"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["test"]) == {"rmse", "r2"}
     assert result["test"]["r2"] > 0.2 and 30 < result["test"]["rmse"] < float(np.std(y))
 
 
 def test_bad_split_path_exits_2_with_one_line(tmp_path, capsys):
-    assert run_peer("relu", relu_mlp, [], [str(tmp_path / "absent.npz")], default_lr=1e-3) == 2
+    assert run_peer("relu", relu_mlp, [], [str(tmp_path / "absent.npz")]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("run_relu: error: cannot read split") and captured.err.count("\n") == 1
