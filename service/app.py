@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,7 +25,8 @@ from service.dataplane import DataPlane
 from service.errors import PayloadTooLarge, ServiceError
 from service.metrics import ServiceMetrics
 from service.repository import ModelRegistry
-from service.routes import build_routers, json_response
+from service.fastpath import InferenceRoutes
+from service.routes import build_routers, inference_docs_router, json_response
 from service.settings import Settings
 
 log = logging.getLogger("lutnet.serve")
@@ -52,8 +54,9 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None) -> Fas
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
-    _document_bodies(app, [schemas.InferRequest, schemas.PredictRequest, schemas.RepositoryIndexRequest])
+    app.add_middleware(InferenceRoutes, plane=plane)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # added last, so it wraps InferenceRoutes too
+    _document(app, inference_docs_router(), [schemas.InferRequest, schemas.PredictRequest, schemas.RepositoryIndexRequest])
     app.state.plane = plane
     return app
 
@@ -171,7 +174,9 @@ class BodyLimit:
 
 
 def _error_response(exc: ServiceError) -> Response:
-    return json_response({"error": str(exc)}, exc.status_code)
+    response = json_response({"error": str(exc)}, exc.status_code)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
@@ -202,19 +207,18 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": f"internal server error ({type(exc).__name__}); see the server log"}, 500)
 
 
-def _document_bodies(app: FastAPI, models: list[type]) -> None:
-    """Add the JSON schemas of bodies that handlers parse by hand to the OpenAPI components they reference."""
-    build = app.openapi
+def _document(app: FastAPI, extra: APIRouter, bodies: list[type]) -> None:
+    """OpenAPI of the app plus the routes ``service.fastpath`` serves, with the schemas of bodies parsed by hand."""
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = build()
-        components = document.setdefault("components", {}).setdefault("schemas", {})
-        for model in models:
-            body = model.model_json_schema(ref_template="#/components/schemas/{model}")  # type: ignore[attr-defined]
-            components.update(body.pop("$defs", {}))
-            components[model.__name__] = body
-        return document
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=[*app.routes, *extra.routes])
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            for model in bodies:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")  # type: ignore[attr-defined]
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+            app.openapi_schema = document
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

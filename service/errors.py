@@ -9,6 +9,7 @@ class ServiceError(LutnetError):
     """Base of every error the service turns into a JSON error response."""
 
     status_code = 500
+    headers: dict[str, str] = {}
 
 
 class BadRequest(ServiceError):
@@ -27,6 +28,16 @@ class NotFound(ServiceError):
     """Unknown model, version or route."""
 
     status_code = 404
+
+
+class MethodNotAllowed(ServiceError):
+    """The route exists but not for this HTTP method."""
+
+    status_code = 405
+
+    def __init__(self, method: str, path: str, allowed: str) -> None:
+        super().__init__(f"method {method} is not allowed on {path}; allowed: {allowed}")
+        self.headers = {"Allow": allowed}
 
 
 class PayloadTooLarge(ServiceError):

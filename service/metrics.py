@@ -1,44 +1,86 @@
-"""Traffic and latency metrics: Prometheus series in a registry the app owns, Triton-style statistics, recent percentiles."""
+"""Traffic and latency metrics: plain counters per model version, exposed as Prometheus series from a registry the
+app owns, as Triton-style statistics, and as recent p50/p95/p99.
+
+A request only bumps integers and bucket counts; the Prometheus metric families are built when
+``/metrics`` is scraped (a custom collector), which keeps the per-request cost to about a microsecond.
+"""
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 SECONDS_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0, 2.5, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 OUTCOMES = ("success", "client_error", "unavailable", "server_error")
 PERCENTILES = (50, 95, 99)
+HISTOGRAMS = {  # attribute of ModelStats -> (metric name, help, buckets)
+    "latency": ("lutnet_request_duration_seconds", "End-to-end time of successful requests.", SECONDS_BUCKETS),
+    "queue": ("lutnet_queue_duration_seconds", "Time a request waited before its batch ran.", SECONDS_BUCKETS),
+    "compute": ("lutnet_compute_duration_seconds", "Time of one onnxruntime call.", SECONDS_BUCKETS),
+    "batch_size": ("lutnet_batch_size", "Rows in one onnxruntime call.", BATCH_BUCKETS),
+}
+
+
+class BucketCounts:
+    """A histogram as bucket counts and a sum; Prometheus ``le`` semantics (a value on a bound counts in that bucket)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, count of values <= le)`` pairs ending with ``+Inf``."""
+        running, buckets = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            buckets.append((floatToGoString(bound), running))
+        return buckets
 
 
 class ServiceMetrics:
     """Every metric of one app; one ``ModelStats`` per model version, kept across reloads of that version."""
 
     def __init__(self, window: int) -> None:
-        self.registry = CollectorRegistry()
         self.window = window
-        labels = ["model", "version"]
-        self.requests = Counter("lutnet_requests", "Inference requests by model, version and outcome.", [*labels, "outcome"], registry=self.registry)
-        self.latency = Histogram(
-            "lutnet_request_duration_seconds", "End-to-end time of successful requests.", labels, buckets=SECONDS_BUCKETS, registry=self.registry
-        )
-        self.queue = Histogram(
-            "lutnet_queue_duration_seconds", "Time a request waited before its batch ran.", labels, buckets=SECONDS_BUCKETS, registry=self.registry
-        )
-        self.compute = Histogram("lutnet_compute_duration_seconds", "Time of one onnxruntime call.", labels, buckets=SECONDS_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram("lutnet_batch_size", "Rows in one onnxruntime call.", labels, buckets=BATCH_BUCKETS, registry=self.registry)
         self._models: dict[tuple[str, int], ModelStats] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
 
     def for_model(self, name: str, version: int) -> ModelStats:
         """The statistics of ``name`` version ``version``, created on first use."""
         key = (name, version)
         if key not in self._models:
-            self._models[key] = ModelStats(self, name, version)
+            self._models[key] = ModelStats(self.window, name, version)
         return self._models[key]
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus collector protocol: the metric families, built from every model's counters now."""
+        requests = CounterMetricFamily("lutnet_requests", "Inference requests by model, version and outcome.", labels=["model", "version", "outcome"])
+        histograms = {key: HistogramMetricFamily(name, text, labels=["model", "version"]) for key, (name, text, _) in HISTOGRAMS.items()}
+        for (name, version), stats in sorted(self._models.items()):
+            for outcome, count in stats.outcomes.items():
+                requests.add_metric([name, str(version), outcome], count)
+            for key, family in histograms.items():
+                counts: BucketCounts = getattr(stats, key)
+                family.add_metric([name, str(version)], counts.cumulative(), counts.total)
+        yield requests
+        yield from histograms.values()
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -46,17 +88,14 @@ class ServiceMetrics:
 
 
 class ModelStats:
-    """Counters of one model version: Prometheus children bound once, Triton statistics, a window of recent latencies."""
+    """Counters of one model version: outcomes, histograms, Triton statistics, a window of recent latencies."""
 
-    def __init__(self, metrics: ServiceMetrics, name: str, version: int) -> None:
-        labels = (name, str(version))
+    def __init__(self, window: int, name: str, version: int) -> None:
         self.name, self.version = name, version
-        self._outcomes = {outcome: metrics.requests.labels(*labels, outcome) for outcome in OUTCOMES}
-        self._latency = metrics.latency.labels(*labels)
-        self._queue = metrics.queue.labels(*labels)
-        self._compute = metrics.compute.labels(*labels)
-        self._batch_size = metrics.batch_size.labels(*labels)
-        self._recent: deque[int] = deque(maxlen=metrics.window)
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.latency, self.queue, self.compute = (BucketCounts(SECONDS_BUCKETS) for _ in range(3))
+        self.batch_size = BucketCounts(BATCH_BUCKETS)
+        self._recent: deque[int] = deque(maxlen=window)
         # Triton statistics: [count, cumulative ns] per phase.
         self._phases = {phase: [0, 0] for phase in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")}
         self._batches: dict[int, list[int]] = {}
@@ -66,6 +105,7 @@ class ModelStats:
 
     def record_success(self, *, total_ns: int, decode_ns: int, queue_ns: int, compute_ns: int, encode_ns: int, rows: int) -> None:
         """One answered request: its end-to-end time and the time of each phase."""
+        phases = self._phases
         for phase, ns in (
             ("success", total_ns),
             ("queue", queue_ns),
@@ -73,23 +113,22 @@ class ModelStats:
             ("compute_infer", compute_ns),
             ("compute_output", encode_ns),
         ):
-            counter = self._phases[phase]
+            counter = phases[phase]
             counter[0] += 1
             counter[1] += ns
         self.inference_count += rows
         self.last_inference_ms = time.time_ns() // 1_000_000
         self._recent.append(total_ns)
-        self._outcomes["success"].inc()
-        self._latency.observe(total_ns * 1e-9)
-        self._queue.observe(queue_ns * 1e-9)
+        self.outcomes["success"] += 1
+        self.latency.observe(total_ns * 1e-9)
+        self.queue.observe(queue_ns * 1e-9)
 
     def record_failure(self, *, total_ns: int, status_code: int) -> None:
         """One request answered with an error."""
         counter = self._phases["fail"]
         counter[0] += 1
         counter[1] += total_ns
-        outcome = "unavailable" if status_code == 503 else "client_error" if status_code < 500 else "server_error"
-        self._outcomes[outcome].inc()
+        self.outcomes["unavailable" if status_code == 503 else "client_error" if status_code < 500 else "server_error"] += 1
 
     def record_execution(self, rows: int, compute_ns: int) -> None:
         """One onnxruntime call over ``rows`` rows."""
@@ -97,8 +136,8 @@ class ModelStats:
         batch = self._batches.setdefault(rows, [0, 0])
         batch[0] += 1
         batch[1] += compute_ns
-        self._compute.observe(compute_ns * 1e-9)
-        self._batch_size.observe(rows)
+        self.compute.observe(compute_ns * 1e-9)
+        self.batch_size.observe(rows)
 
     def recent_percentiles(self) -> dict[str, Any]:
         """p50 / p95 / p99 of the end-to-end latency of the most recent successful requests, in milliseconds."""

@@ -1,7 +1,8 @@
 """HTTP routes, one router per concern; each reads the request, calls the ``DataPlane`` and writes bytes back.
 
 Handlers take the raw ``Request`` (path parameters are read from it and documented through
-``openapi_extra``) so FastAPI solves no dependencies and builds no models on the hot path.
+``openapi_extra``) so FastAPI solves no dependencies. The two inference routes are served by
+``service.fastpath`` in front of FastAPI's router; ``inference_docs_router`` holds their OpenAPI entries.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 from service import schemas
 from service.dataplane import DataPlane
 from service.errors import BadRequest, Unauthorized, Unavailable
-from service.protocol import BINARY_CONTENT_TYPE, HEADER_LENGTH, JSON_CONTENT_TYPE, parse_json
+from service.protocol import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, parse_json
 
 Handler = Callable[[Request], Awaitable[Response]]
 PATH_PARAMETERS = {
@@ -44,7 +45,7 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 def build_routers(plane: DataPlane, api_token: SecretStr | None) -> list[APIRouter]:
     """Every router of the app, bound to ``plane``."""
-    return [health_router(plane), model_router(plane), repository_router(plane, api_token), predict_router(plane), metrics_router(plane)]
+    return [health_router(plane), model_router(plane), repository_router(plane, api_token), metrics_router(plane)]
 
 
 def _documented(path: str, body: type | None = None, binary_body: bool = False) -> dict[str, Any]:
@@ -66,11 +67,22 @@ def _documented(path: str, body: type | None = None, binary_body: bool = False) 
 
 
 def _add(
-    router: APIRouter, method: str, paths: list[str], handler: Handler, *, summary: str, model: Any = None, body: type | None = None, binary_body: bool = False
+    router: APIRouter,
+    method: str,
+    paths: list[str],
+    handler: Handler,
+    *,
+    summary: str,
+    model: Any = None,
+    body: type | None = None,
+    binary_body: bool = False,
+    tags: list[str] | None = None,
 ) -> None:
     responses = {200: {"model": model}, **ERRORS} if model is not None else ERRORS
     for path in paths:
-        router.add_api_route(path, handler, methods=[method], summary=summary, responses=responses, openapi_extra=_documented(path, body, binary_body))
+        router.add_api_route(
+            path, handler, methods=[method], summary=summary, responses=responses, openapi_extra=_documented(path, body, binary_body), tags=tags
+        )
 
 
 def _model_paths(suffix: str) -> list[str]:
@@ -122,13 +134,6 @@ def model_router(plane: DataPlane) -> APIRouter:
     async def config(request: Request) -> Response:
         return json_response(plane.model_config(*_model_of(request)))
 
-    async def infer(request: Request) -> Response:
-        name, version = _model_of(request)
-        reply = await plane.infer(name, version, await request.body(), request.headers.get(HEADER_LENGTH))
-        if reply.header_length is None:
-            return Response(reply.body, media_type=JSON_CONTENT_TYPE)
-        return Response(reply.body, media_type=BINARY_CONTENT_TYPE, headers={HEADER_LENGTH: str(reply.header_length)})
-
     # /v2/models/stats first: otherwise it would be read as the metadata of a model named "stats".
     _add(router, "GET", ["/v2/models/stats"], all_statistics, summary="Statistics of every loaded model version", model=schemas.Statistics)
     _add(
@@ -142,16 +147,6 @@ def model_router(plane: DataPlane) -> APIRouter:
     _add(router, "GET", _model_paths(""), metadata, summary="Model metadata: versions, input and output tensors", model=schemas.ModelMetadata)
     _add(router, "GET", _model_paths("/ready"), ready, summary="Model readiness: 200 when loaded")
     _add(router, "GET", _model_paths("/config"), config, summary="Model configuration (Triton JSON form) and model card")
-    _add(
-        router,
-        "POST",
-        _model_paths("/infer"),
-        infer,
-        summary="Inference: JSON tensors or the binary tensor data extension",
-        model=schemas.InferResponse,
-        body=schemas.InferRequest,
-        binary_body=True,
-    )
     return router
 
 
@@ -196,19 +191,30 @@ def repository_router(plane: DataPlane, api_token: SecretStr | None) -> APIRoute
     return router
 
 
-def predict_router(plane: DataPlane) -> APIRouter:
-    router = APIRouter(tags=["simple"])
+def inference_docs_router() -> APIRouter:
+    """OpenAPI entries of the routes ``service.fastpath`` serves; this router is never mounted, only documented."""
+    router = APIRouter()
 
-    async def predict(request: Request) -> Response:
-        name, version = _model_of(request)
-        return Response(await plane.predict(name, version, await request.body()), media_type=JSON_CONTENT_TYPE)
+    async def served_by_fastpath(request: Request) -> Response:
+        raise AssertionError("the inference routes are answered by service.fastpath before FastAPI routes anything")
 
-    paths = ["/v1/models/{model_name}:predict", "/v1/models/{model_name}/versions/{model_version}:predict"]
     _add(
         router,
         "POST",
-        paths,
-        predict,
+        _model_paths("/infer"),
+        served_by_fastpath,
+        tags=["models (Open Inference Protocol v2)"],
+        summary="Inference: JSON tensors or the binary tensor data extension (no Content-Type needed)",
+        model=schemas.InferResponse,
+        body=schemas.InferRequest,
+        binary_body=True,
+    )
+    _add(
+        router,
+        "POST",
+        ["/v1/models/{model_name}:predict", "/v1/models/{model_name}/versions/{model_version}:predict"],
+        served_by_fastpath,
+        tags=["simple"],
         summary='Predict for curl: {"instances": [row, ...]} -> labels and probabilities, or values',
         model=schemas.PredictResponse,
         body=schemas.PredictRequest,

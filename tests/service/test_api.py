@@ -263,6 +263,7 @@ def test_prometheus_metrics_come_from_the_apps_own_registry(serve: Any) -> None:
     assert 'lutnet_requests_total{model="digits",outcome="client_error",version="2"} 1.0' in text
     assert 'lutnet_request_duration_seconds_count{model="digits",version="2"} 2.0' in text
     assert 'lutnet_batch_size_bucket{le="1.0",model="digits",version="2"} 2.0' in text
+    assert 'lutnet_batch_size_bucket{le="+Inf",model="digits",version="2"} 2.0' in text
     assert 'lutnet_requests_total{model="digits",outcome="success",version="2"} 0.0' in second.get("/metrics").text
 
 

@@ -1,0 +1,297 @@
+"""Serving speed of ``lutnet serve`` against a bare FastAPI endpoint, measured in one run with ``wrk``.
+
+``python -m benchmarks.serve_speed [--duration 3] [--repeats 3]`` exports a digits-shaped lutnet model
+(MLP 64-256-256-10 with 64-bin LUT activations, random weights: speed does not depend on their values),
+starts every server at once on 127.0.0.1 pinned to one core, and loads one at a time from ``wrk`` pinned
+to another core, rounds interleaved so drift hits every scenario alike. Scenarios: the bare endpoint;
+v2 JSON batch 1 at concurrency 1/8/64; /v1 predict; JSON vs binary tensors at batch 256; batching on vs
+off and inline vs threaded execution at concurrency 1 and 64. Servers are stopped by PID. Writes
+``benchmarks/results/serve_speed.json`` (medians, every run, targets). Needs ``wrk`` (``apt-get install wrk``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from tqdm import tqdm
+
+from benchmarks.common import write_results
+from export.exporter import export_to_repository
+from lutnet.checkpoint import write_checkpoint
+from lutnet.errors import LutnetError
+from lutnet.spec import LUTSpec, ModelSpec
+from tests.export.checkpoints import random_checkpoint
+
+WORK = Path(__file__).resolve().parent / ".work" / "serve_speed"
+HOST = "127.0.0.1"
+INFER = "/v2/models/digits/infer"
+TARGETS = {"json_c1_vs_bare": 0.75, "p99_c64_ms": 10.0, "binary_vs_json_b256": 2.0}
+WRK_SCRIPT = """
+local f = assert(io.open("{body}", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+{headers}
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format('{{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, ' ..
+    '"p50_us": %.1f, "p95_us": %.1f, "p99_us": %.1f}}\\n', summary.requests, summary.duration, errors.status,
+    errors.connect + errors.read + errors.write + errors.timeout, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: which server, which path and body, how many connections."""
+
+    name: str
+    server: str
+    path: str
+    body: str
+    concurrency: int
+
+
+SERVERS = {  # name -> extra flags of `lutnet serve` (None: the bare FastAPI app)
+    "bare": None,
+    "lutnet": [],
+    "lutnet_batching": ["--batching"],
+    "lutnet_thread": ["--execution", "thread"],
+}
+SCENARIOS = [
+    Scenario("bare_c1", "bare", "/constant", "json_b1", 1),
+    Scenario("v2_json_b1_c1", "lutnet", INFER, "json_b1", 1),
+    Scenario("v2_json_b1_c8", "lutnet", INFER, "json_b1", 8),
+    Scenario("v2_json_b1_c64", "lutnet", INFER, "json_b1", 64),
+    Scenario("v1_predict_b1_c1", "lutnet", "/v1/models/digits:predict", "instances_b1", 1),
+    Scenario("v2_json_b256_c1", "lutnet", INFER, "json_b256", 1),
+    Scenario("v2_binary_b256_c1", "lutnet", INFER, "binary_b256", 1),
+    Scenario("batching_v2_json_b1_c1", "lutnet_batching", INFER, "json_b1", 1),
+    Scenario("batching_v2_json_b1_c64", "lutnet_batching", INFER, "json_b1", 64),
+    Scenario("thread_v2_json_b1_c1", "lutnet_thread", INFER, "json_b1", 1),
+    Scenario("thread_v2_json_b1_c64", "lutnet_thread", INFER, "json_b1", 64),
+]
+
+
+def bare_app() -> Any:
+    """The baseline: a FastAPI app whose one endpoint returns a constant (uvicorn factory)."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/constant")
+    async def constant() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def export_digits(root: Path) -> Path:
+    """A repository with the digits-shaped lutnet model, exported by ``lutnet export``'s own code."""
+    spec = ModelSpec(family="mlp", input_shape=(64,), num_outputs=10, hidden=(256, 256), lut=LUTSpec(bins=64))
+    shutil.rmtree(root, ignore_errors=True)
+    write_checkpoint(random_checkpoint(spec, seed=0), root / "checkpoint")
+    export_to_repository(root / "checkpoint", root / "models", "digits")
+    return root / "models"
+
+
+def bodies(root: Path) -> dict[str, tuple[Path, dict[str, str]]]:
+    """Request bodies written to files for wrk, with their headers (binary ones carry no Content-Type, like tritonclient)."""
+    rng = np.random.default_rng(0)
+    b1, b256 = (rng.integers(0, 17, size=(n, 64)).astype(np.float32) for n in (1, 256))
+
+    def tensor(x: np.ndarray, **extra: Any) -> dict[str, Any]:
+        return {"name": "input", "shape": list(x.shape), "datatype": "FP32", **extra}
+
+    binary_header = orjson.dumps({"inputs": [tensor(b256, parameters={"binary_data_size": b256.nbytes})], "parameters": {"binary_data_output": True}})
+    json_headers = {"Content-Type": "application/json"}
+    contents = {
+        "json_b1": (orjson.dumps({"inputs": [tensor(b1, data=b1.reshape(-1).tolist())]}), json_headers),
+        "json_b256": (orjson.dumps({"inputs": [tensor(b256, data=b256.reshape(-1).tolist())]}), json_headers),
+        "binary_b256": (binary_header + b256.tobytes(), {"Inference-Header-Content-Length": str(len(binary_header))}),
+        "instances_b1": (orjson.dumps({"instances": b1.tolist()}), json_headers),
+    }
+    files = {}
+    for name, (content, headers) in contents.items():
+        (root / f"{name}.body").write_bytes(content)
+        files[name] = (root / f"{name}.body", headers)
+    return files
+
+
+def cores() -> tuple[list[str], list[str]]:
+    """taskset prefixes: servers on the first allowed core, the load generator on the second."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2 or shutil.which("taskset") is None:
+        return [], []
+    return ["taskset", "-c", str(allowed[0])], ["taskset", "-c", str(allowed[1])]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, int]]:
+    """Start every server of ``SERVERS``; yields their ports; stops each by its PID."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    ports = {name: free_port() for name in SERVERS}
+    log = (WORK / "servers.log").open("wb")
+    try:
+        for name, flags in SERVERS.items():
+            port = str(ports[name])
+            if flags is None:
+                command = [sys.executable, "-m", "uvicorn", "benchmarks.serve_speed:bare_app", "--factory", "--host", HOST, "--port", port, "--no-access-log"]
+            else:
+                command = [sys.executable, "-m", "lutnet", "serve", "--repository", str(repository), "--host", HOST, "--port", port, *flags]
+            processes[name] = subprocess.Popen([*pin, *command, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+        for name in SERVERS:
+            wait_ready(processes[name], ports[name], "/constant" if SERVERS[name] is None else "/v2/health/ready")
+        yield ports
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, path: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    method = "POST" if path == "/constant" else "GET"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LutnetError(f"server on port {port} exited with {process.returncode}; see {WORK / 'servers.log'}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(urllib.request.Request(f"http://{HOST}:{port}{path}", method=method, data=b"{}" if method == "POST" else None)) as answer:
+                if answer.status == 200:
+                    return
+        time.sleep(0.2)
+    raise LutnetError(f"server on port {port} not ready after {timeout_s} s")
+
+
+def check_answer(port: int, path: str, body: Path, headers: dict[str, str]) -> None:
+    """One request by hand first: a load test of error answers would measure nothing."""
+    request = urllib.request.Request(f"http://{HOST}:{port}{path}", data=body.read_bytes(), headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        if answer.status != 200:
+            raise LutnetError(f"{path}", expected="status 200", got=answer.status)
+
+
+def run_wrk(pin: list[str], port: int, scenario: Scenario, body: Path, headers: dict[str, str], duration_s: int) -> dict[str, Any]:
+    script = WORK / f"{scenario.name}.lua"
+    header_lines = "\n".join(f'wrk.headers["{key}"] = "{value}"' for key, value in headers.items())
+    script.write_text(WRK_SCRIPT.format(body=body, headers=header_lines))
+    command = [*pin, "wrk", "-t1", f"-c{scenario.concurrency}", f"-d{duration_s}s", "--timeout", "10s", "-s", str(script), f"http://{HOST}:{port}{scenario.path}"]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 30, check=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    seconds = result["duration_us"] / 1e6
+    return {
+        "requests_per_second": (result["requests"] - result["non_2xx"]) / seconds,
+        "p50_ms": result["p50_us"] / 1000,
+        "p95_ms": result["p95_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "requests": result["requests"],
+        "errors": result["non_2xx"] + result["socket_errors"],
+    }
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in ("requests_per_second", "p50_ms", "p95_ms", "p99_ms")} | {
+        "errors": sum(run["errors"] for run in runs)
+    }
+
+
+def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The issue's targets and the comparisons the README reports, from the medians."""
+    rps = {name: values["requests_per_second"] for name, values in summary.items()}
+    ratios = {
+        "json_c1_vs_bare": rps["v2_json_b1_c1"] / rps["bare_c1"],
+        "p99_c64_ms": summary["v2_json_b1_c64"]["p99_ms"],
+        "binary_vs_json_b256": rps["v2_binary_b256_c1"] / rps["v2_json_b256_c1"],
+        "batching_on_vs_off_c1": rps["batching_v2_json_b1_c1"] / rps["v2_json_b1_c1"],
+        "batching_on_vs_off_c64": rps["batching_v2_json_b1_c64"] / rps["v2_json_b1_c64"],
+        "thread_vs_inline_c1": rps["thread_v2_json_b1_c1"] / rps["v2_json_b1_c1"],
+        "thread_vs_inline_c64": rps["thread_v2_json_b1_c64"] / rps["v2_json_b1_c64"],
+    }
+    met = {
+        "json_c1_vs_bare": ratios["json_c1_vs_bare"] >= TARGETS["json_c1_vs_bare"],
+        "p99_c64_ms": ratios["p99_c64_ms"] <= TARGETS["p99_c64_ms"],
+        "binary_vs_json_b256": ratios["binary_vs_json_b256"] >= TARGETS["binary_vs_json_b256"],
+    }
+    return {"comparisons": ratios, "targets": TARGETS, "targets_met": met}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=3, help="seconds of load per run (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over every scenario; medians are reported (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load per scenario before the rounds (default 1)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("benchmarks.serve_speed: error: needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+    WORK.mkdir(parents=True, exist_ok=True)
+    repository = export_digits(WORK / "digits")
+    files = bodies(WORK)
+    server_pin, client_pin = cores()
+    runs: dict[str, list[dict[str, Any]]] = {scenario.name: [] for scenario in SCENARIOS}
+    with running_servers(repository, server_pin) as ports:
+        for scenario in SCENARIOS:
+            check_answer(ports[scenario.server], scenario.path, *files[scenario.body])
+            run_wrk(client_pin, ports[scenario.server], scenario, *files[scenario.body], args.warmup)
+        with tqdm(total=args.repeats * len(SCENARIOS), desc="serve_speed") as progress:
+            for _ in range(args.repeats):
+                for scenario in SCENARIOS:
+                    runs[scenario.name].append(run_wrk(client_pin, ports[scenario.server], scenario, *files[scenario.body], args.duration))
+                    progress.update()
+    summary = {name: medians(values) for name, values in runs.items()}
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    path = write_results(
+        "serve_speed",
+        {
+            "setup": {
+                "model": "digits-shaped lutnet MLP 64-256-256-10, 64-bin LUT, exported by lutnet export",
+                "servers": {name: flags for name, flags in SERVERS.items()},
+                "scenarios": [asdict(s) for s in SCENARIOS],
+                "server_pin": server_pin,
+                "client_pin": client_pin,
+                "client": wrk_version,
+                "duration_s": args.duration,
+                "repeats": args.repeats,
+            },
+            "medians": summary,
+            **derived(summary),
+            "runs": runs,
+        },
+    )
+    for name, values in summary.items():
+        print(f"{name:26s} {values['requests_per_second']:9.0f} req/s  p50 {values['p50_ms']:.3f} ms  p99 {values['p99_ms']:.3f} ms  errors {values['errors']}")
+    print(json.dumps(derived(summary), indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
