@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the serving image with podman where no image registry can be reached: from the local Debian base
-# image (base-image.sh), with pip's CA bundle handed in as a build secret when $PIP_CERT or $SSL_CERT_FILE
-# names one. Elsewhere a plain `docker build -t lutnet .` does the same.
+# image (base-image.sh), with the host's CA bundle ($PIP_CERT, else $SSL_CERT_FILE, else the system bundle)
+# handed to pip as a build secret. Elsewhere a plain `docker build -t lutnet .` does the same.
 #
 # Usage: deploy/podman/build.sh [--target runtime|demo] [--tag TAG] [CONTEXT]
 #   CONTEXT defaults to the repository root; the demo target bakes CONTEXT/models (see the README).
@@ -24,7 +24,8 @@ tag="${tag:-localhost/lutnet:${target}}"
 
 base_image="$("${here}/base-image.sh")"
 secret=()
-ca_bundle="${PIP_CERT:-${SSL_CERT_FILE:-}}"
+# Without either variable the system bundle serves: it trusts what the host trusts, proxy or not.
+ca_bundle="${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
 if [ -n "${ca_bundle}" ] && [ -s "${ca_bundle}" ]; then
     secret=(--secret "id=pip_cert,src=${ca_bundle}")
 fi
