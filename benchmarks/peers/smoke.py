@@ -3,7 +3,8 @@
 ``python -m benchmarks.peers.smoke`` sets up the peers' environments (skipped when up to date), trains each learning
 peer at ~20k parameters on a fixed sklearn digits split, times its ONNX export with onnxruntime (1 thread, batch
 1 and 1024), serves one ONNX model (a ReLU MLP, or ``--serve-onnx``) from KServe and BentoML after checking their
-answers against onnxruntime in-process, loads them at ``--concurrency`` (default 1), and writes
+answers against onnxruntime in-process, loads them with wrk (benchmarks.serve_speed's runner; ``apt-get install
+wrk``) at ``--concurrency`` (default 1), and writes
 benchmarks/results/peers_smoke.json. About 2 minutes once the environments exist (set-up: about 4 minutes).
 """
 from __future__ import annotations
@@ -13,13 +14,12 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +29,16 @@ from onnx import TensorProto, helper, numpy_helper
 from tqdm import tqdm
 
 from benchmarks.common import summarize, time_call, write_results
-from benchmarks.loadgen import measure
 from benchmarks.peers.datasets import sklearn_digits, write_npz
 from benchmarks.peers.serving import HOST
 from benchmarks.peers.setup import PEERS, REPOSITORY, Peer, ensure
+from benchmarks.serve_speed import WORK as SERVE_SPEED_WORK
+from benchmarks.serve_speed import Scenario, cores, free_port, run_wrk
 from lutnet.errors import LutnetError
 
 WORK = REPOSITORY / "benchmarks" / ".work" / "peers"
 LATENCY_REPEATS = {1: 2000, 1024: 100}
+JSON_HEADERS = {"Content-Type": "application/json"}
 SERVED_HIDDEN = 266  # 64-266-10 ReLU MLP: 19,956 parameters, the size of the learning peers
 LEARNING_PEERS = [peer for peer in PEERS.values() if peer.role == "learning"]
 
@@ -112,12 +114,6 @@ SERVING_PEERS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> object:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -127,12 +123,11 @@ def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> objec
 
 
 @contextlib.contextmanager
-def running_server(serving: ServingPeer, model: Path, port: int, log: Path, *, cpu: int | None) -> Iterator[str]:
-    """Start the peer's launcher in its environment (pinned to ``cpu``), wait until ready, stop it by its process group."""
-    command = [str(serving.peer.python), "-m", f"benchmarks.peers.serve_{serving.peer.name}", "--onnx", str(model), "--port", str(port)]
-    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+def running_server(serving: ServingPeer, model: Path, port: int, log: Path, pin: list[str]) -> Iterator[str]:
+    """Start the peer's launcher in its environment (under the ``pin`` taskset prefix), wait until ready, stop its process group."""
+    command = [*pin, str(serving.peer.python), "-m", f"benchmarks.peers.serve_{serving.peer.name}", "--onnx", str(model), "--port", str(port)]
     with open(log, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=REPOSITORY, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin)
+        process = subprocess.Popen(command, cwd=REPOSITORY, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://{HOST}:{port}"
     try:
         wait_until_ready(process, base + serving.ready_path, log)
@@ -158,32 +153,25 @@ def wait_until_ready(process: subprocess.Popen, url: str, log: Path, timeout: fl
     raise LutnetError(f"server not ready at {url} after {timeout:.0f} s; see {log}")
 
 
-def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, concurrencies: Sequence[int], duration_s: float) -> dict[str, object]:
-    """Check the peer answers like onnxruntime in-process, then load it at each concurrency from this process."""
+def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, concurrencies: Sequence[int], duration_s: int) -> dict[str, object]:
+    """Check the peer answers like onnxruntime in-process, then load it with wrk (serve_speed's runner) at each concurrency."""
     expected = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": rows})[0]
-    two_cores = len(os.sched_getaffinity(0)) >= 2
-    log = WORK / f"serve_{serving.peer.name}.log"
-    with running_server(serving, model, free_port(), log, cpu=0 if two_cores else None) as base:
+    server_pin, load_pin = cores()
+    name = serving.peer.name
+    body = WORK / f"{name}_b1.json"
+    body.write_text(json.dumps(serving.request(rows[0].tolist())))
+    SERVE_SPEED_WORK.mkdir(parents=True, exist_ok=True)
+    with running_server(serving, model, free_port(), WORK / f"serve_{name}.log", server_pin) as base:
         answers = np.concatenate([serving.answer(http_json(base + serving.predict_path, serving.request(row.tolist()))) for row in rows])
         max_abs_diff = float(np.abs(answers - expected).max())
         if max_abs_diff > 1e-5:
-            raise LutnetError(f"{serving.peer.name} answers differ from onnxruntime", expected="max |diff| <= 1e-5", got=max_abs_diff)
-        body = json.dumps(serving.request(rows[0].tolist())).encode()
-        with client_on_cpu(1 if two_cores else None):
-            loads = {f"c{n}": asdict(measure(base + serving.predict_path, body, concurrency=n, duration_s=duration_s)) for n in concurrencies}
-    return {"peer": serving.peer.name, "route": serving.predict_path, "max_abs_diff_vs_ort": max_abs_diff, **loads}
-
-
-@contextlib.contextmanager
-def client_on_cpu(cpu: int | None) -> Iterator[None]:
-    """Keep the load generator off the server's core while it runs."""
-    before = os.sched_getaffinity(0)
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
+            raise LutnetError(f"{name} answers differ from onnxruntime", expected="max |diff| <= 1e-5", got=max_abs_diff)
+        port = int(base.rsplit(":", 1)[1])
+        loads = {
+            f"c{n}": run_wrk(load_pin, port, Scenario(f"peer_{name}_c{n}", name, serving.predict_path, body.name, n), body, JSON_HEADERS, duration_s)
+            for n in concurrencies
+        }
+    return {"peer": name, "route": serving.predict_path, "max_abs_diff_vs_ort": max_abs_diff, **loads}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--serve-onnx", type=Path, default=None, help="ONNX model taking digits' 64 raw features (default: a ReLU MLP)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1], help="load levels for the serving peers")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per serving peer and level")
+    parser.add_argument("--duration", type=int, default=5, help="seconds of wrk load per serving peer and level")
     args = parser.parse_args(argv)
     try:
         path = write_results("peers_smoke", smoke(args))
@@ -230,7 +218,7 @@ def smoke(args: argparse.Namespace) -> dict[str, object]:
         "setup": setup,
         "learning": learning,
         "serving_model": str(model),
-        "serving_notes": "one worker, onnxruntime 1 intra-op thread, per-request logging off, server on core 0 and load on core 1",
+        "serving_notes": "one worker, onnxruntime 1 intra-op thread, per-request logging off, server and wrk on separate cores (taskset)",
         "serving": serving,
     }
 
