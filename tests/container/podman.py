@@ -129,7 +129,7 @@ def run_container(
     volumes: Sequence[tuple[Path, str]] = (),
 ) -> Iterator[Container]:
     """Runs ``image`` detached with its port 8000 published on a free port of 127.0.0.1; removes it afterwards."""
-    podman("rm", "--force", "--ignore", name)
+    podman("rm", "--force", "--volumes", "--ignore", name)
     options = [f"--env={key}={value}" for key, value in (environment or {}).items()]
     options += [f"--volume={source}:{target}:ro" for source, target in volumes]
     podman("run", "--detach", "--name", name, *ULIMITS, "--publish", f"127.0.0.1::{SERVER_PORT}", *options, image)
@@ -137,4 +137,4 @@ def run_container(
         published = podman("port", name, str(SERVER_PORT)).stdout.strip().splitlines()[0]
         yield Container(name=name, base_url=f"http://{published}")
     finally:
-        podman("rm", "--force", "--time", "0", name, check=False)
+        podman("rm", "--force", "--volumes", "--time", "0", name, check=False)
