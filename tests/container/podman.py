@@ -14,6 +14,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "deploy" / "podman" / "build.sh"
+BASE_IMAGE_SCRIPT = ROOT / "deploy" / "podman" / "base-image.sh"
 # runc and these ulimits are what works inside the sandboxed CI machines (crun and the defaults do not).
 PODMAN = ("podman", "--runtime", "runc")
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
@@ -63,6 +64,11 @@ def stage_context(destination: Path, demo_repository: Path | None = None) -> Pat
     if demo_repository is not None:
         shutil.copytree(demo_repository, destination / "models")
     return destination
+
+
+def base_image() -> str:
+    """The tag of the local Debian base image, built first (minutes, once per machine) when it is missing."""
+    return subprocess.run([str(BASE_IMAGE_SCRIPT)], capture_output=True, text=True, check=True, timeout=900).stdout.strip()
 
 
 def build_image(context: Path, target: str, tag: str, timeout: float = 900) -> None:

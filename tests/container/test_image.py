@@ -1,7 +1,6 @@
 """The serving image built and run for real with podman: answers, user, contents, size, shutdown, demo target."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -116,15 +115,10 @@ def test_dockerignore_keeps_runs_venvs_caches_and_tests_out(podman_available: No
         (context / junk).parent.mkdir(parents=True, exist_ok=True)
         (context / junk).write_text("junk")
     probe_file = tmp_path / "Containerfile"
-    probe_file.write_text(f"FROM {base_image()}\nCOPY . /context\n")
+    probe_file.write_text(f"FROM {podman.base_image()}\nCOPY . /context\n")
     podman.podman("build", "--pull=never", "--isolation", "chroot", "--tag", "localhost/lutnet-test:context", "--file", str(probe_file), str(context))
     sent = podman.podman("run", "--rm", *podman.ULIMITS, "localhost/lutnet-test:context", "find", "/context", "-type", "f").stdout.split()
     sent = {name.removeprefix("/context/") for name in sent}
     assert {"pyproject.toml", "README.md", "lutnet/cli.py", "service/settings.py"} <= sent
     assert not [name for name in sent if name.split("/")[0] in ("runs", ".venv", ".git", ".ruff_cache", "tests", "benchmarks", "deploy")]
     assert not [name for name in sent if "__pycache__" in name]
-
-
-def base_image() -> str:
-    script = podman.ROOT / "deploy" / "podman" / "base-image.sh"
-    return subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout.strip()
