@@ -1,6 +1,8 @@
 """The serving image built and run for real with podman: answers, user, contents, size, shutdown, demo target."""
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,7 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 MAX_IMAGE_BYTES = 400 * 1000**2
 GRACE_S = 20
+HOLD_S = 3.0
 
 
 def model_file(repository: Path) -> Path:
@@ -38,18 +41,25 @@ def infer_in_container(container: podman.Container, session: ort.InferenceSessio
     return {out["name"]: np.asarray(out["data"]).reshape(out["shape"]) for out in response.json()["outputs"]}
 
 
-def assert_answers_like_onnxruntime(container: podman.Container, onnx_path: Path) -> None:
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    x = digit_images(8)
+def in_process_session(repository: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(model_file(repository)), providers=["CPUExecutionProvider"])
+
+
+def assert_same_as_in_process(answered: dict[str, np.ndarray], session: ort.InferenceSession, x: np.ndarray) -> None:
+    """The container's outputs equal onnxruntime's in this process for the same model and inputs."""
     expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: x}), strict=True))
-    answered = infer_in_container(container, session, x)
     assert answered.keys() == expected.keys()
     for name, values in expected.items():
         np.testing.assert_allclose(answered[name], values, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def assert_answers_like_onnxruntime(container: podman.Container, repository: Path) -> None:
+    session, x = in_process_session(repository), digit_images(8)
+    assert_same_as_in_process(infer_in_container(container, session, x), session, x)
+
+
 def test_mounted_repository_answers_like_onnxruntime_in_process(server: podman.Container, digits_repository: Path) -> None:
-    assert_answers_like_onnxruntime(server, model_file(digits_repository))
+    assert_answers_like_onnxruntime(server, digits_repository)
 
 
 def test_server_is_pid_1_and_not_root(server: podman.Container) -> None:
@@ -83,16 +93,27 @@ def test_healthcheck_and_probe_routes_answer(server: podman.Container) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_sigterm_stops_the_server_cleanly_within_the_grace_period(runtime_image: str, digits_repository: Path, workers: int) -> None:
-    """`podman stop` (SIGTERM, SIGKILL after the grace period) ends every server process cleanly, as Kubernetes would."""
-    volumes = [(digits_repository, "/models")]
-    environment = {"LUTNET_SHUTDOWN_GRACE_S": "5", "LUTNET_WORKERS": str(workers)}
-    with podman.run_container(runtime_image, "lutnet-test-sigterm", volumes=volumes, environment=environment) as server:
+def test_sigterm_drains_in_flight_requests_and_exits_cleanly(runtime_image: str, digits_repository: Path, workers: int) -> None:
+    """`podman stop` (SIGTERM, SIGKILL after the grace period) as Kubernetes does it: a request still in flight
+    (held in the batching queue for HOLD_S) is answered, then every server process ends with exit code 0."""
+    environment = {
+        "LUTNET_SHUTDOWN_GRACE_S": "10",
+        "LUTNET_WORKERS": str(workers),
+        "LUTNET_BATCHING": "true",
+        "LUTNET_MAX_QUEUE_DELAY_US": str(int(HOLD_S * 1e6)),
+    }
+    session, x = in_process_session(digits_repository), digit_images(1)
+    with podman.run_container(runtime_image, "lutnet-test-sigterm", volumes=[(digits_repository, "/models")], environment=environment) as server:
         server.wait_ready()
-        exit_code, seconds = server.stop(GRACE_S)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            in_flight = pool.submit(infer_in_container, server, session, x)
+            time.sleep(HOLD_S / 3)  # the request is in the queue now (loopback), its batch not yet run
+            exit_code, seconds = server.stop(GRACE_S)
+            answered = in_flight.result()
         logs = server.logs()
     assert exit_code == 0, f"exit code {exit_code} after SIGTERM (137 means it was killed):\n{logs}"
     assert seconds < GRACE_S, f"took {seconds:.1f} s, the grace period is {GRACE_S} s"
+    assert_same_as_in_process(answered, session, x)
     assert logs.count("Application shutdown complete") == workers, logs
 
 
@@ -105,7 +126,7 @@ def test_image_is_smaller_than_400_mb(runtime_image: str, demo_image: str, image
 def test_demo_image_answers_with_nothing_mounted(demo_image: str, digits_repository: Path) -> None:
     with podman.run_container(demo_image, "lutnet-test-demo") as demo:
         demo.wait_ready()
-        assert_answers_like_onnxruntime(demo, model_file(digits_repository))
+        assert_answers_like_onnxruntime(demo, digits_repository)
 
 
 def test_dockerignore_keeps_runs_venvs_caches_and_tests_out(podman_available: None, tmp_path: Path) -> None:
