@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 MAX_IMAGE_BYTES = 400 * 1000**2
 GRACE_S = 20
-HOLD_S = 3.0
+HOLD_S = 4.0
 
 
 def model_file(repository: Path) -> Path:
@@ -107,7 +107,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(runtime_image: str,
         server.wait_ready()
         with ThreadPoolExecutor(max_workers=1) as pool:
             in_flight = pool.submit(infer_in_container, server, session, x)
-            time.sleep(HOLD_S / 3)  # the request is in the queue now (loopback), its batch not yet run
+            time.sleep(HOLD_S / 3)  # long enough to reach the queue over loopback, well before its batch runs
             exit_code, seconds = server.stop(GRACE_S)
             answered = in_flight.result()
         logs = server.logs()
