@@ -170,7 +170,8 @@ def verify(proto: onnx.ModelProto, checkpoint: Checkpoint, exported: Checkpoint,
     if checkpoint.task == "classification":
         agreement = float(np.mean(fused[:typical].argmax(axis=1) == trained[:typical].argmax(axis=1)))
         if agreement < CLASS_AGREEMENT:
-            failures.append(f"predicted classes agree on {100 * agreement:.2f}% of typical inputs, less than {100 * CLASS_AGREEMENT:.1f}%")
+            hint = "" if exported is checkpoint else " (resampled tables: more bins or a smaller --max-error keep more)"
+            failures.append(f"predicted classes agree on {100 * agreement:.2f}% of typical inputs, less than {100 * CLASS_AGREEMENT:.1f}%{hint}")
     return Verification(fidelity, extreme_fidelity, deviation, agreement, int(edge.sum()), len(x), tuple(failures))
 
 
