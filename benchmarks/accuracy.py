@@ -1,0 +1,203 @@
+"""Suite 1: test accuracy at equal parameter count (+-5%) of lutnet's LUT/ReLU/GELU MLPs and the learning peers, 5 seeds.
+
+Run ``python -m benchmarks.accuracy [--quick]``; writes ``benchmarks/results/accuracy.json``. Every model of one
+(data set, seed) sees the same 70/15/15 split (``training.data.load_dataset(name, seed=seed)``, handed to the peers
+as an .npz). lutnet models are trained with the ``lutnet train`` defaults except the hidden width, exported, and
+scored with onnxruntime on the test split (LUT models in both lookup modes). Parameter counts are trainable
+parameters: weights, biases and the LUT tables (a table of K bins is K+1 parameters per channel); the calibrated
+ranges ``lo``/``hi`` are fitted, not learned, and are not counted. Widths are chosen per model so the count lands
+within +-5% of the data set's budget. About 30 minutes on 2 cores (``--quick``: 2 data sets, 1 seed, ~3 minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tqdm import tqdm
+
+from benchmarks.common import write_results
+from benchmarks.peers.datasets import split_arrays, write_npz
+from benchmarks.peers.peer_training import layer_widths, trainable_parameters, width_for_budget
+from benchmarks.peers.setup import PEERS, ensure
+from benchmarks.peers.smoke import run_learning_peer
+from export.exporter import export_model
+from lutnet.errors import LutnetError
+from training.data import Dataset, load_dataset
+from training.models import build_model
+from training.trainer import TrainConfig, model_spec, train
+
+WORK = Path(__file__).resolve().parent / ".work" / "accuracy"
+BUDGETS = {"digits": 20_000, "breast_cancer": 10_000, "wine": 5_000, "diabetes": 5_000, "mnist5k": 100_000}
+SEEDS = (0, 1, 2, 3, 4)
+DEPTH = 2  # lutnet's default MLP depth (hidden=(256, 256)); only the width changes to meet the budget
+LUTNET_MODELS = {"lut": "lut", "relu": "relu", "gelu": "gelu"}  # model name -> --activation
+EXPORT_MODES = ("linear", "nearest")
+LEARNING_PEERS = ("pykan", "deepsplines", "inkan")
+PEER_SECONDS = {"mnist5k": 60.0}  # training-time cap per peer run (the peers' own early stop keeps the best epoch)
+DEFAULT_PEER_SECONDS = 20.0
+PEER_EPOCHS = 60
+
+
+def metric_name(task: str) -> str:
+    """The headline metric: accuracy (higher is better) or RMSE (lower is better)."""
+    return "accuracy" if task == "classification" else "rmse"
+
+
+def score(output: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
+    """Accuracy for classification; RMSE and R^2 in the target's units for regression."""
+    if task == "classification":
+        return {"accuracy": float((output.argmax(axis=1) == y).mean())}
+    residual = output.reshape(-1) - y
+    return {"rmse": float(np.sqrt(np.mean(residual**2))), "r2": float(1.0 - np.sum(residual**2) / np.sum((y - y.mean()) ** 2))}
+
+
+def lutnet_builder(data: Dataset, overrides: dict[str, Any]) -> Callable[[list[int], int], Any]:
+    """A (layer widths [features, hidden..., outputs], seed) -> model builder of lutnet's MLP, for the shared width search."""
+    def build(widths: list[int], seed: int) -> Any:
+        config = dataclasses.replace(TrainConfig(), **overrides, hidden=tuple(widths[1:-1]))
+        return build_model(model_spec(config, data), data.task)
+
+    return build
+
+
+def lutnet_width(data: Dataset, overrides: dict[str, Any], budget: int) -> tuple[int, int]:
+    """The hidden width (all layers alike) whose trainable parameter count is nearest ``budget``, and that count."""
+    build = lutnet_builder(data, overrides)
+    outputs = len(data.labels) if data.task == "classification" else 1
+    width = width_for_budget(build, data.input_shape[0], outputs, budget, DEPTH)
+    return width, trainable_parameters(build(layer_widths(data.input_shape[0], width, DEPTH, outputs), 0))
+
+
+def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})[0]
+
+
+def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Train one lutnet model at the budget, export it (each lookup mode for LUT models) and score the ONNX file."""
+    width, params = lutnet_width(data, overrides, budget)
+    config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
+                                 seed=seed, quiet=True, threads=1)
+    result = train(config)
+    modes = EXPORT_MODES if config.activation == "lut" else (None,)
+    scores = {}
+    for mode in modes:
+        exported = export_model(out, mode=mode, verify_data=data.X_val)
+        scores[mode or config.activation] = {"test": score(onnx_output(exported.model, data.X_test), data.y_test, data.task),
+                                             "val": score(onnx_output(exported.model, data.X_val), data.y_val, data.task),
+                                             "nodes": exported.nodes}
+    return {"width": width, "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"], "onnx": scores}
+
+
+def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
+    """One peer run in its own environment on the same split (benchmarks.peers runner)."""
+    seconds = 5.0 if quick else PEER_SECONDS.get(data.name, DEFAULT_PEER_SECONDS)
+    return run_learning_peer(PEERS[peer], split_path, params=budget, seed=seed, max_epochs=PEER_EPOCHS, max_seconds=seconds)
+
+
+def lutnet_rows(name: str, run: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    """One row per scored ONNX model of a lutnet run (``lut_linear``, ``lut_nearest``, ``relu``, ``gelu``)."""
+    rows = []
+    for variant, scores in run["onnx"].items():
+        model = f"{name}_{variant}" if name == "lut" else name
+        rows.append({"model": model, "width": run["width"], "params": run["params"], "epochs": run["epochs"],
+                     "test": scores["test"], "val": scores["val"], "nodes": scores["nodes"]})
+    return rows
+
+
+def peer_row(result: dict[str, Any]) -> dict[str, Any]:
+    return {"model": result["peer"], "width": result["width"], "params": result["params"], "epochs": result["epochs"],
+            "test": result["test"], "val": result["val"], "seconds_per_epoch": result["seconds_per_epoch"]}
+
+
+def run_dataset(name: str, seeds: Sequence[int], budget: int, peers: Sequence[str], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
+    """Every model on every seed of one data set; one row per (model, seed)."""
+    rows = []
+    for seed in seeds:
+        data = load_dataset(name, seed=seed)
+        split_path = WORK / f"{name}_seed{seed}.npz"
+        write_npz(split_arrays(data), split_path)
+        with tempfile.TemporaryDirectory(dir=WORK) as runs:
+            for model, activation in LUTNET_MODELS.items():
+                bar.set_postfix_str(f"{name} seed {seed} {model}")
+                run = run_lutnet(data, seed, budget, {"activation": activation}, Path(runs) / model)
+                rows += [{"dataset": name, "seed": seed, **row} for row in lutnet_rows(model, run, data.task)]
+                bar.update()
+        for peer in peers:
+            bar.set_postfix_str(f"{name} seed {seed} {peer}")
+            rows.append({"dataset": name, "seed": seed, **peer_row(run_peer(peer, data, seed, budget, split_path, quick))})
+            bar.update()
+    return rows
+
+
+def summarize_rows(rows: list[dict[str, Any]], tasks: dict[str, str]) -> list[dict[str, Any]]:
+    """Mean and std over seeds of the test metric per (data set, model), and the gap to the ReLU MLP."""
+    summary = []
+    for dataset, task in tasks.items():
+        key = metric_name(task)
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["dataset"] == dataset:
+                groups.setdefault(row["model"], []).append(row)
+        means = {model: statistics.fmean(r["test"][key] for r in group) for model, group in groups.items()}
+        for model, group in groups.items():
+            values = [r["test"][key] for r in group]
+            summary.append({
+                "dataset": dataset, "task": task, "metric": key, "model": model, "seeds": len(values),
+                "mean": means[model], "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "params": statistics.fmean(r["params"] for r in group), "width": group[0]["width"],
+                "minus_relu": means[model] - means["relu"] if "relu" in means else None,
+            })
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="digits and wine, seed 0, 5 s per peer (a plumbing check)")
+    parser.add_argument("--datasets", nargs="+", choices=list(BUDGETS), help="data sets to run (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", help=f"split/initialization seeds (default: {list(SEEDS)})")
+    parser.add_argument("--no-peers", action="store_true", help="lutnet models only")
+    args = parser.parse_args(argv)
+    datasets = args.datasets or (["digits", "wine"] if args.quick else list(BUDGETS))
+    seeds = args.seeds or ([0] if args.quick else list(SEEDS))
+    peers = () if args.no_peers else LEARNING_PEERS
+    try:
+        path = write_results("accuracy", measure(datasets, seeds, peers, args.quick))
+    except LutnetError as error:
+        print(f"benchmarks.accuracy: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def measure(datasets: Sequence[str], seeds: Sequence[int], peers: Sequence[str], quick: bool) -> dict[str, Any]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    setup = [ensure(PEERS[peer]) for peer in peers]
+    rows: list[dict[str, Any]] = []
+    with tqdm(total=len(datasets) * len(seeds) * (len(LUTNET_MODELS) + len(peers)), desc="accuracy", unit="run") as bar:
+        for name in datasets:
+            rows += run_dataset(name, seeds, BUDGETS[name], peers, quick, bar)
+    tasks = {name: load_dataset(name).task for name in datasets}
+    return {
+        "settings": {"budgets": {n: BUDGETS[n] for n in datasets}, "seeds": list(seeds), "depth": DEPTH, "peers": list(peers),
+                     "quick": quick, "trainer_defaults": dataclasses.asdict(TrainConfig()),
+                     "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
+                     "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}},
+        "peer_setup": setup,
+        "runs": rows,
+        "summary": summarize_rows(rows, tasks),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
