@@ -1,1 +1,32 @@
-"""service package."""
+"""Serving of fused lutnet models: onnxruntime behind FastAPI, Open Inference Protocol v2, batching, metrics.
+
+``lutnet serve`` (``service.cli``) runs it; ``create_app(settings, registry)`` builds the app for tests
+and embedding. This package never imports torch, onnx, ``training`` or ``export``.
+"""
+
+from __future__ import annotations
+
+from service.app import create_app
+from service.batching import MicroBatcher
+from service.dataplane import DataPlane
+from service.errors import BadRequest, MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServiceError, Unauthorized, Unavailable
+from service.metrics import ServiceMetrics
+from service.repository import ModelRegistry
+from service.settings import Settings
+
+__all__ = [
+    "BadRequest",
+    "DataPlane",
+    "MethodNotAllowed",
+    "MicroBatcher",
+    "ModelLoadError",
+    "ModelRegistry",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceError",
+    "ServiceMetrics",
+    "Settings",
+    "Unauthorized",
+    "Unavailable",
+    "create_app",
+]

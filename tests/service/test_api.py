@@ -251,6 +251,8 @@ def test_statistics_count_requests_and_time(client: Any) -> None:
     everything = client.get("/v2/models/stats").json()["model_stats"]
     assert [(s["name"], s["version"]) for s in everything] == [("digits", "1"), ("digits", "2"), ("housing", "1")]
     assert [s["version"] for s in client.get("/v2/models/digits/stats").json()["model_stats"]] == ["1", "2"]
+    summary = client.app.state.plane.registry.get("digits").stats.summary()
+    assert summary.startswith("digits v2: 3 ok, 1 failed; last 3: p50 ") and " p95 " in summary and " p99 " in summary
 
 
 def test_prometheus_metrics_come_from_the_apps_own_registry(serve: Any) -> None:

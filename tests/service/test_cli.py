@@ -62,3 +62,10 @@ def test_service_never_imports_torch_onnx_training_or_export() -> None:
     code = "import sys, service.cli, service.app; print(sorted(m for m in ('torch', 'onnx', 'training', 'export') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_public_api_is_what_all_says() -> None:
+    import service
+
+    public = {name for name, value in vars(service).items() if not name.startswith("_") and getattr(value, "__module__", "").startswith("service.")}
+    assert public == set(service.__all__)
