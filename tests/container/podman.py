@@ -19,6 +19,8 @@ BASE_IMAGE_SCRIPT = ROOT / "deploy" / "podman" / "base-image.sh"
 PODMAN = ("podman", "--runtime", "runc")
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 SERVER_PORT = 8000
+# What deploy/kubernetes/lutnet.yaml asks of the pod, so every test proves the server works under it.
+HARDENING = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "all", "--security-opt", "no-new-privileges")
 
 
 class PodmanError(RuntimeError):
@@ -134,11 +136,11 @@ def run_container(
     environment: Mapping[str, str] | None = None,
     volumes: Sequence[tuple[Path, str]] = (),
 ) -> Iterator[Container]:
-    """Runs ``image`` detached with its port 8000 published on a free port of 127.0.0.1; removes it afterwards."""
+    """Runs ``image`` detached and hardened, port 8000 published on a free port of 127.0.0.1; removes it afterwards."""
     podman("rm", "--force", "--volumes", "--ignore", name)
     options = [f"--env={key}={value}" for key, value in (environment or {}).items()]
     options += [f"--volume={source}:{target}:ro" for source, target in volumes]
-    podman("run", "--detach", "--name", name, *ULIMITS, "--publish", f"127.0.0.1::{SERVER_PORT}", *options, image)
+    podman("run", "--detach", "--name", name, *ULIMITS, *HARDENING, "--publish", f"127.0.0.1::{SERVER_PORT}", *options, image)
     try:
         published = podman("port", name, str(SERVER_PORT)).stdout.strip().splitlines()[0]
         yield Container(name=name, base_url=f"http://{published}")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from service.settings import Settings
+from tests.container.podman import HARDENING
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -93,3 +94,13 @@ def test_service_and_autoscaler_select_the_deployment() -> None:
     assert objects["Service"]["spec"]["selector"].items() <= labels.items()
     assert objects["Service"]["spec"]["ports"][0]["targetPort"] == deployment_container()["ports"][0]["name"]
     assert objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == objects["Deployment"]["metadata"]["name"]
+
+
+def test_pod_is_hardened_as_the_container_tests_run_it() -> None:
+    """The pod's restrictions are the ones tests/container/podman.py runs every container test under."""
+    container = deployment_container()
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and "--read-only" in HARDENING
+    assert security["capabilities"]["drop"] == ["ALL"] and "--cap-drop" in HARDENING
+    assert security["allowPrivilegeEscalation"] is False and "no-new-privileges" in HARDENING
+    assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]} and "/tmp" in HARDENING
