@@ -86,7 +86,7 @@ class FlatGatherPairsInt32(FlatGatherInt32):
             return super().lookup(v, table, layer, output)
         pairs = np.stack([table.intercept.T.reshape(-1), table.slope.T.reshape(-1)], axis=-1)  # (C*S, 2)
         gathered = self.op("Gather", [self.constant("pairs", pairs), self.index(v, table)], axis=0)  # (N, C, 2)
-        intercept, slope = self._name("intercept"), self._name("slope")
+        intercept, slope = self.fresh_name("intercept"), self.fresh_name("slope")
         self.nodes.append(helper.make_node("Split", [gathered], [intercept, slope], axis=-1, num_outputs=2))
         axis = self.constant("axis", np.array([-1]), np.int64)
         intercept, slope = (self.op("Squeeze", [name, axis]) for name in (intercept, slope))

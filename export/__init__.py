@@ -1,1 +1,18 @@
-"""export package."""
+"""Merge a checkpoint into a fused ONNX graph, verify it against the numpy reference, write it to a model repository."""
+from __future__ import annotations
+
+from export.exporter import ExportResult, export_file, export_model, export_to_repository
+from export.graph import build_graph
+from export.verify import Verification, VerificationError, probe_inputs, verify
+
+__all__ = [
+    "ExportResult",
+    "Verification",
+    "VerificationError",
+    "build_graph",
+    "export_file",
+    "export_model",
+    "export_to_repository",
+    "probe_inputs",
+    "verify",
+]

@@ -22,7 +22,7 @@ from lutnet.errors import LutnetError
 from export.fold import FusedLayer, FusedModel, SegmentTable, exported_checkpoint, fold
 
 DEFAULT_OPSET = 20
-MIN_OPSET = 13  # Clip with tensor bounds, GatherElements, Squeeze-free shapes: everything used here
+MIN_OPSET = 13  # Clip with tensor bounds and GatherElements exist from 11; 13 is the oldest opset tested
 GELU_OPSET = 20  # Gelu is an operator from opset 20; below it the exact erf formula is spelled out
 
 
@@ -36,16 +36,16 @@ class GraphBuilder:
         self._count = 0
 
     def constant(self, hint: str, array: np.ndarray, dtype: type = np.float32) -> str:
-        name = self._name(hint)
+        name = self.fresh_name(hint)
         self.initializers.append(numpy_helper.from_array(np.array(array, dtype=dtype, order="C"), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, *, output: str | None = None, **attributes: object) -> str:
-        output = output or self._name(hint or op_type.lower())
+        output = output or self.fresh_name(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
         return output
 
-    def _name(self, hint: str) -> str:
+    def fresh_name(self, hint: str) -> str:
         self._count += 1
         return f"{hint}_{self._count}"
 

@@ -162,3 +162,12 @@ def test_export_never_imports_torch_or_training(mlp_dir: Path, tmp_path: Path) -
         "assert not leaked, leaked\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[2], capture_output=True)
+
+
+def test_public_api() -> None:
+    import export
+
+    assert sorted(export.__all__) == sorted(
+        ["ExportResult", "Verification", "VerificationError", "build_graph", "export_file", "export_model", "export_to_repository", "probe_inputs", "verify"]
+    )
+    assert all(hasattr(export, name) for name in export.__all__)
