@@ -15,7 +15,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "deploy" / "podman" / "build.sh"
 BASE_IMAGE_SCRIPT = ROOT / "deploy" / "podman" / "base-image.sh"
-# runc and these ulimits are what works inside the sandboxed CI machines (crun and the defaults do not).
+# runc with these ulimits is the combination known to work inside the sandboxed CI machines.
 PODMAN = ("podman", "--runtime", "runc")
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 SERVER_PORT = 8000
@@ -36,7 +36,8 @@ def unavailable_reason() -> str | None:
         return "the chroot builds and debootstrap of the container tests need root"
     probe = subprocess.run([*PODMAN, "info"], capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
-        return f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}"
+        last_line = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"podman cannot run here: {last_line}"
     return None
 
 
