@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     eager = next(r for r in runs if r["batch"] == 1 and r["threads"] == 1)["ratios"].get("torch_eager/fused")
     if eager is not None:
         targets.append({"lookup": "linear_linear", "batch": 1, "torch_eager_over_fused": eager, "target": 3.0, "met": eager >= 3.0})
-    path = write_results("export_speed", {"reference_shape": REFERENCE_SHAPE.to_dict(), "mlp": runs, "convnet": convnets, "targets": targets})
+    path = write_results("export_speed", {"rounds": rounds, "reference_shape": REFERENCE_SHAPE.to_dict(), "mlp": runs, "convnet": convnets, "targets": targets})
     for target in targets:
         print(target)
     print(f"wrote {path}")

@@ -13,9 +13,10 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from benchmarks.common import write_results
-from benchmarks.export_speed import REFERENCE_SHAPE, inputs, interleaved, onnx_runner, synthetic_checkpoint, variant
-from export.fold import SegmentTable
-from export.graph import GraphBuilder, build_graph
+from benchmarks.export_speed import CONVNETS, REFERENCE_SHAPE, inputs, interleaved, onnx_runner, synthetic_checkpoint, variant
+from export.fold import FusedLayer, SegmentTable
+from export.graph import GraphBuilder, activation_output, build_graph
+from lutnet.spec import ModelSpec
 from export.verify import probe_inputs, verify
 
 
@@ -135,6 +136,45 @@ class FloatOffsets(FlatGatherInt32):
         return self.op("Add", [self.op("Mul", [shifted, self.gather(table.slope, index)]), intercept], output=output)
 
 
+class ConvTiled(GraphBuilder):
+    """Convnets: GatherElements straight on ``[B, C, H, W]`` indices from tables tiled to ``[S, C, H, W]`` (no transposes)."""
+
+    def activation(self, x: str, layer: FusedLayer, index: int, spatial: tuple[int, int] | None) -> str:
+        if spatial is None or layer.table is None:
+            return super().activation(x, layer, index, spatial)
+        table, output = layer.table, activation_output(index)
+        low, high = self.constant("low", np.array(0.0)), self.constant("high", np.array(table.segments - 1.0))
+        segment = self.op("Cast", [self.op("Clip", [x, low, high])], to=TensorProto.INT32)
+        tiled = lambda values: np.broadcast_to(values[:, :, None, None], (*values.shape, *spatial))  # noqa: E731
+        gather = lambda values, out=None: self.op("GatherElements", [self.constant("table", tiled(values)), segment], output=out, axis=0)  # noqa: E731
+        if table.slope is None:
+            return gather(table.intercept, output)
+        return self.op("Add", [self.op("Mul", [x, gather(table.slope)]), gather(table.intercept)], output=output)
+
+
+class ConvFlatOffsets(GraphBuilder):
+    """Convnets: Gather from flat ``[C*S]`` tables with int32 offsets ``c*S`` broadcast over ``[C, 1, 1]``."""
+
+    def activation(self, x: str, layer: FusedLayer, index: int, spatial: tuple[int, int] | None) -> str:
+        if spatial is None or layer.table is None:
+            return super().activation(x, layer, index, spatial)
+        table, output = layer.table, activation_output(index)
+        low, high = self.constant("low", np.array(0.0)), self.constant("high", np.array(table.segments - 1.0))
+        offsets = self.constant("offsets", (np.arange(table.intercept.shape[1]) * table.segments).reshape(-1, 1, 1), np.int32)
+        segment = self.op("Add", [self.op("Cast", [self.op("Clip", [x, low, high])], to=TensorProto.INT32), offsets])
+        gather = lambda values, out=None: self.op("Gather", [self.constant("table", values.T.reshape(-1)), segment], output=out, axis=0)  # noqa: E731
+        if table.slope is None:
+            return gather(table.intercept, output)
+        return self.op("Add", [self.op("Mul", [x, gather(table.slope)]), gather(table.intercept)], output=output)
+
+
+CONV_CANDIDATES: dict[str, type[GraphBuilder]] = {
+    "channels_last_gather_elements_int32": GraphBuilder,
+    "tiled_gather_elements_int32": ConvTiled,
+    "flat_offsets_gather_int32": ConvFlatOffsets,
+}
+
+
 CANDIDATES: dict[str, type[GraphBuilder]] = {
     "gather_elements_int32": GraphBuilder,
     "gather_elements_int64": Candidate,
@@ -149,11 +189,13 @@ CANDIDATES: dict[str, type[GraphBuilder]] = {
 }
 
 
-def compare(mode: str, extrapolate: str, batches: tuple[int, ...], rounds: int) -> dict[str, object]:
+def compare(
+    spec: ModelSpec, candidates: dict[str, type[GraphBuilder]], mode: str, extrapolate: str, batches: tuple[int, ...], rounds: int
+) -> dict[str, object]:
     """Latency ratio to the ReLU model and measured exactness of every candidate for one lookup."""
-    checkpoint = synthetic_checkpoint(variant(REFERENCE_SHAPE, "lut", mode, extrapolate))
-    relu = build_graph(synthetic_checkpoint(variant(REFERENCE_SHAPE, "relu")))
-    protos = {name: build_graph(checkpoint, builder=builder) for name, builder in CANDIDATES.items()}
+    checkpoint = synthetic_checkpoint(variant(spec, "lut", mode, extrapolate))
+    relu = build_graph(synthetic_checkpoint(variant(spec, "relu")))
+    protos = {name: build_graph(checkpoint, builder=builder) for name, builder in candidates.items()}
     probes = probe_inputs(checkpoint)
     exactness = {name: verify(proto, checkpoint, checkpoint, probes) for name, proto in protos.items()}
     table: dict[str, dict[str, object]] = {
@@ -161,7 +203,7 @@ def compare(mode: str, extrapolate: str, batches: tuple[int, ...], rounds: int) 
         for name, (proto, result) in ((n, (protos[n], exactness[n])) for n in protos)
     }
     for batch in batches:
-        x = inputs(REFERENCE_SHAPE, batch)
+        x = inputs(spec, batch)
         runners = {"relu": onnx_runner(relu, 1, x)} | {name: onnx_runner(proto, 1, x) for name, proto in protos.items()}
         timings = interleaved(runners, batch, rounds)
         for name in protos:
@@ -180,14 +222,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds = 10 if args.quick else 40
     # nearest with clamp gathers intercepts only; every other lookup gathers intercepts and slopes like linear mode
-    results = {f"{mode}_{extrapolate}": compare(mode, extrapolate, (1, 1024), rounds) for mode, extrapolate in (("nearest", "clamp"), ("linear", "linear"))}
-    for mode, table in results.items():
-        print(f"{mode}:")
-        for name, row in sorted(table.items(), key=lambda item: item[1]["batch_1024"]["ratio_to_relu_p10"]):  # type: ignore[index]
-            b1, b1024 = row["batch_1"], row["batch_1024"]  # type: ignore[index]
-            print(f"  {name:<34} exact={row['exact']!s:<5} median b1 {b1['ratio_to_relu']:.2f}x b1024 {b1024['ratio_to_relu']:.2f}x"
-                  f" | p10 b1 {b1['ratio_to_relu_p10']:.2f}x b1024 {b1024['ratio_to_relu_p10']:.2f}x")
-    path = write_results("lookup_formulations", {"shape": REFERENCE_SHAPE.to_dict(), "threads": 1, "shipped": "gather_elements_int32", "candidates": results})
+    lookups = (("nearest", "clamp"), ("linear", "linear"))
+    mlp = {f"{mode}_{extrapolate}": compare(REFERENCE_SHAPE, CANDIDATES, mode, extrapolate, (1, 1024), rounds) for mode, extrapolate in lookups}
+    convnet_spec = CONVNETS["convnet_28x28"]
+    convnet = {f"{mode}_{extrapolate}": compare(convnet_spec, CONV_CANDIDATES, mode, extrapolate, (1, 32), rounds) for mode, extrapolate in lookups}
+    for title, results in (("mlp", mlp), ("convnet", convnet)):
+        for lookup, table in results.items():
+            print(f"{title} {lookup}:")
+            for name, row in sorted(table.items(), key=lambda item: item[1]["batch_1"]["ratio_to_relu_p10"]):  # type: ignore[index]
+                batches = {key: v for key, v in row.items() if key.startswith("batch_")}  # type: ignore[union-attr]
+                timings = " ".join(f"{key} median {v['ratio_to_relu']:.2f}x p10 {v['ratio_to_relu_p10']:.2f}x" for key, v in batches.items())
+                print(f"  {name:<36} exact={row['exact']!s:<5} {timings}")
+    path = write_results("lookup_formulations", {
+        "threads": 1,
+        "rounds": rounds,
+        "mlp": {"shape": REFERENCE_SHAPE.to_dict(), "shipped": "gather_elements_int32", "candidates": mlp},
+        "convnet": {"shape": convnet_spec.to_dict(), "shipped": "channels_last_gather_elements_int32", "candidates": convnet},
+    })
     print(f"wrote {path}")
     return 0
 
