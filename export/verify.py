@@ -88,8 +88,10 @@ def probe_inputs(checkpoint: Checkpoint, data: np.ndarray | None = None, *, seed
         typical = draw(count, 1.0)
     else:
         typical = np.asarray(data, dtype=np.float64)
-        if typical.shape[1:] != tuple(spec.input_shape):
-            raise LutnetError("verification data shape", expected=["rows", *spec.input_shape], got=list(typical.shape))
+        if typical.ndim < 1 or typical.shape[1:] != tuple(spec.input_shape) or len(typical) == 0:
+            raise LutnetError("verification data shape", expected=["rows >= 1", *spec.input_shape], got=list(typical.shape))
+        if not np.all(np.isfinite(typical)):
+            raise LutnetError("verification data", expected="finite numbers", got="NaN or Inf")
     huge = 1e4 * std * rng.choice([-1.0, 1.0], size=(count // 4, *spec.input_shape))
     extreme = np.concatenate([np.zeros((1, *spec.input_shape)), draw(count // 4, 10.0), draw(count // 4, 1000.0), huge])
     return Probes(typical=typical.astype(np.float32), extreme=extreme.astype(np.float32))
@@ -102,8 +104,8 @@ def output_scale(expected: np.ndarray, typical_rows: int) -> np.ndarray:
 
 
 def relative_errors(outputs: np.ndarray, expected: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Per-sample max ``|outputs - expected|`` over ``scale``."""
-    return np.abs(outputs - expected).max(axis=1) / scale
+    """Per-sample max ``|outputs - expected|`` over ``scale``; a non-finite output counts as an infinite error."""
+    return np.nan_to_num(np.abs(outputs - expected).max(axis=1) / scale, nan=np.inf)
 
 
 def run_fused(proto: onnx.ModelProto, x: np.ndarray, layers: int) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -91,3 +91,9 @@ def test_given_data_are_the_typical_inputs() -> None:
     assert np.abs(probes.extreme).max() > 1e3 * checkpoint.input_std.max() and not probes.extreme[0].any()
     with pytest.raises(LutnetError, match="verification data shape"):
         probe_inputs(checkpoint, np.zeros((5, 7)))
+    with pytest.raises(LutnetError, match="verification data: expected finite numbers"):
+        probe_inputs(checkpoint, np.full((5, 6), np.nan))
+
+
+def test_non_finite_outputs_fail() -> None:
+    assert relative_errors(np.array([[np.nan, 0.0]]), np.zeros((1, 2)), np.ones(1))[0] == np.inf
