@@ -13,7 +13,6 @@ from sklearn.datasets import load_digits
 
 from tests.container import podman
 from tests.container.conftest import MODEL
-from tests.container.test_deploy import deployment_container
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -83,13 +82,9 @@ def test_image_has_no_torch_onnx_or_compilers(server: podman.Container) -> None:
     assert compilers == "", f"compilers in the serving image: {compilers}"
 
 
-def test_healthcheck_and_probe_routes_answer(server: podman.Container) -> None:
-    """The image's HEALTHCHECK passes, and so do the health routes the Kubernetes probes use."""
+def test_image_healthcheck_passes(server: podman.Container) -> None:
     healthcheck = podman.podman("healthcheck", "run", server.name, check=False)
     assert healthcheck.returncode == 0, healthcheck.stdout + healthcheck.stderr
-    probes = deployment_container()
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert httpx.get(server.base_url + probes[probe]["httpGet"]["path"], timeout=5).status_code == 200, probe
 
 
 @pytest.mark.parametrize("workers", [1, 2])
