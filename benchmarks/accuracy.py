@@ -27,6 +27,7 @@ from benchmarks.common import write_results
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.peer_training import layer_widths, trainable_parameters, width_for_budget
 from benchmarks.peers.setup import PEERS, ensure
+from benchmarks.peers.smoke import WORK as PEER_WORK
 from benchmarks.peers.smoke import run_learning_peer
 from export.exporter import export_model
 from lutnet.errors import LutnetError
@@ -181,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def measure(datasets: Sequence[str], seeds: Sequence[int], peers: Sequence[str], quick: bool) -> dict[str, Any]:
-    WORK.mkdir(parents=True, exist_ok=True)
+    for folder in (WORK, PEER_WORK):
+        folder.mkdir(parents=True, exist_ok=True)
     setup = [ensure(PEERS[peer]) for peer in peers]
     rows: list[dict[str, Any]] = []
     with tqdm(total=len(datasets) * len(seeds) * (len(LUTNET_MODELS) + len(peers)), desc="accuracy", unit="run") as bar:
