@@ -28,7 +28,7 @@ from lutnet.errors import LutnetError
 
 PARAMETER_TOLERANCE = 0.05
 DEFAULT_LR = 1e-3  # best or tied-best validation accuracy for all three peers on digits among 1e-2, 3e-3, 1e-3
-ModelBuilder = Callable[[int, int, int, int], nn.Module]  # (n_features, width, n_outputs, seed) -> model
+ModelBuilder = Callable[[list[int], int], nn.Module]  # (layer widths [features, hidden..., outputs], seed) -> model
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class RunConfig:
 
     split: Path
     target_params: int
+    depth: int
     seed: int
     max_epochs: int
     max_seconds: float
@@ -51,6 +52,7 @@ def parse_config(argv: Sequence[str] | None, description: str) -> RunConfig:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("split", type=Path, help=".npz written by benchmarks.peers.datasets.write_npz")
     parser.add_argument("--params", type=int, default=20_000, help="target trainable parameter count (hit within +-5%%)")
+    parser.add_argument("--depth", type=int, default=1, help="hidden layers, all of the width that meets the budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop after the epoch that crosses this training time")
@@ -59,17 +61,21 @@ def parse_config(argv: Sequence[str] | None, description: str) -> RunConfig:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--onnx-out", type=Path, default=None, help="export the trained model here with torch.onnx.export")
     args = parser.parse_args(argv)
-    return RunConfig(args.split, args.params, args.seed, args.max_epochs, args.max_seconds, args.batch_size, args.lr, args.threads, args.onnx_out)
+    return RunConfig(args.split, args.params, args.depth, args.seed, args.max_epochs, args.max_seconds, args.batch_size, args.lr, args.threads, args.onnx_out)
 
 
 def trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def width_for_budget(build: ModelBuilder, n_features: int, n_outputs: int, target: int) -> int:
-    """The width whose parameter count is closest to ``target`` (counts grow with width); must land within +-5%."""
+def layer_widths(n_features: int, width: int, depth: int, n_outputs: int) -> list[int]:
+    return [n_features, *[width] * depth, n_outputs]
+
+
+def width_for_budget(build: ModelBuilder, n_features: int, n_outputs: int, target: int, depth: int = 1) -> int:
+    """The hidden width whose parameter count is closest to ``target`` (counts grow with width); must land within +-5%."""
     def count(width: int) -> int:
-        return trainable_parameters(build(n_features, width, n_outputs, 0))
+        return trainable_parameters(build(layer_widths(n_features, width, depth, n_outputs), 0))
 
     low, high = 1, 1
     while count(high) < target:
@@ -225,16 +231,16 @@ def run_peer(peer: str, build: ModelBuilder, packages: Sequence[str], argv: Sequ
 def run(peer: str, build: ModelBuilder, packages: Sequence[str], config: RunConfig) -> dict[str, object]:
     torch.set_num_threads(config.threads)
     split = read_npz(config.split)
-    width = width_for_budget(build, split.n_features, split.n_outputs, config.target_params)
+    width = width_for_budget(build, split.n_features, split.n_outputs, config.target_params, config.depth)
     torch.manual_seed(config.seed)
-    model = ScaledModel(build(split.n_features, width, split.n_outputs, config.seed), split)
+    model = ScaledModel(build(layer_widths(split.n_features, width, config.depth, split.n_outputs), config.seed), split)
     report = train(model, split, config)
     result: dict[str, object] = {
         "peer": peer,
         "dataset": split.name,
         "task": split.task,
         "seed": config.seed,
-        "width": width,
+        "layers": layer_widths(split.n_features, width, config.depth, split.n_outputs),
         "params": trainable_parameters(model),
         "target_params": config.target_params,
         **asdict(report),

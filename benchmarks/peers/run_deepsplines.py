@@ -1,6 +1,7 @@
-"""deepsplines peer: Linear -> per-neuron linear-spline activation (DeepBSpline) -> Linear, sized to the budget."""
+"""deepsplines peer: (Linear -> per-neuron linear-spline activation, DeepBSpline) per hidden layer -> Linear, sized to the budget."""
 from __future__ import annotations
 
+import itertools
 import sys
 
 from torch import nn
@@ -11,14 +12,13 @@ SPLINE_COEFFICIENTS = 51  # the library's defaults: 51 coefficients on [-4, 4], 
 SPLINE_RANGE = 4.0
 
 
-def build_spline_mlp(n_features: int, width: int, n_outputs: int, seed: int) -> nn.Module:
+def build_spline_mlp(widths: list[int], seed: int) -> nn.Module:
     from deepsplines.ds_modules import DeepBSpline
 
-    return nn.Sequential(
-        nn.Linear(n_features, width),
-        DeepBSpline("fc", width, size=SPLINE_COEFFICIENTS, range_=SPLINE_RANGE, init="leaky_relu"),
-        nn.Linear(width, n_outputs),
-    )
+    layers: list[nn.Module] = []
+    for fan_in, width in itertools.pairwise(widths[:-1]):
+        layers += [nn.Linear(fan_in, width), DeepBSpline("fc", width, size=SPLINE_COEFFICIENTS, range_=SPLINE_RANGE, init="leaky_relu")]
+    return nn.Sequential(*layers, nn.Linear(widths[-2], widths[-1]))
 
 
 if __name__ == "__main__":

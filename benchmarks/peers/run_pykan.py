@@ -1,4 +1,4 @@
-"""pykan peer: a one-hidden-layer KAN (cubic B-splines on a grid of 5) sized to the parameter budget."""
+"""pykan peer: a KAN (cubic B-splines on a grid of 5) with hidden widths sized to the parameter budget."""
 from __future__ import annotations
 
 import sys
@@ -10,11 +10,11 @@ from benchmarks.peers.peer_training import run_peer
 GRID_INTERVALS = 5  # pykan's README examples; the spline order k=3 is its default
 
 
-def build_kan(n_features: int, width: int, n_outputs: int, seed: int) -> nn.Module:
+def build_kan(widths: list[int], seed: int) -> nn.Module:
     from kan import KAN
 
     # speed() turns off the symbolic branch, activation caching and checkpoint files: plain numeric training.
-    return KAN(width=[n_features, width, n_outputs], grid=GRID_INTERVALS, k=3, seed=seed, auto_save=False).speed()
+    return KAN(width=widths, grid=GRID_INTERVALS, k=3, seed=seed, auto_save=False).speed()
 
 
 if __name__ == "__main__":

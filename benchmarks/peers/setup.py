@@ -98,7 +98,7 @@ def build(peer: Peer) -> float:
     peer.venv.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_quietly([sys.executable, "-m", "venv", peer.venv], peer, "creating the virtual environment")
-        pip = [peer.python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        pip = [peer.python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
         run_quietly([*pip, "-c", CONSTRAINTS, "-r", peer.requirements], peer, f"pip install -r {peer.requirements.name}")
         run_quietly([peer.python, "-c", f"import {peer.module}"], peer, f"importing {peer.module}")
     except BaseException:

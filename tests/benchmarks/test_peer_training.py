@@ -11,20 +11,25 @@ import torch
 from torch import nn
 
 from benchmarks.peers.datasets import sklearn_digits, write_npz
-from benchmarks.peers.peer_training import ScaledModel, run_peer, trainable_parameters, width_for_budget
+from benchmarks.peers.peer_training import ScaledModel, layer_widths, run_peer, trainable_parameters, width_for_budget
 from lutnet.errors import LutnetError
 
 
-def relu_mlp(n_features: int, width: int, n_outputs: int, seed: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, n_outputs))
+def relu_mlp(widths: list[int], seed: int) -> nn.Module:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(widths[:-2], widths[1:-1], strict=True):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(widths[-2], widths[-1]))
 
 
-@pytest.mark.parametrize("target", [1_000, 5_000, 20_000, 100_000])
-def test_width_lands_within_five_percent_of_the_budget(target):
-    width = width_for_budget(relu_mlp, 64, 10, target)
-    count = trainable_parameters(relu_mlp(64, width, 10, 0))
-    assert abs(count - target) <= 0.05 * target
-    assert abs(count - target) <= abs(trainable_parameters(relu_mlp(64, width + 1, 10, 0)) - target)
+@pytest.mark.parametrize(("target", "depth"), [(1_000, 1), (5_000, 1), (20_000, 1), (100_000, 1), (20_000, 2), (100_000, 3)])
+def test_width_lands_within_five_percent_of_the_budget(target, depth):
+    width = width_for_budget(relu_mlp, 64, 10, target, depth)
+    def count(w: int) -> int:
+        return trainable_parameters(relu_mlp(layer_widths(64, w, depth, 10), 0))
+
+    assert abs(count(width) - target) <= 0.05 * target
+    assert abs(count(width) - target) <= min(abs(count(width + 1) - target), abs(count(width - 1) - target))
 
 
 def test_budget_below_the_smallest_model_is_an_error():
@@ -51,13 +56,13 @@ def test_scaling_maps_the_training_range_to_minus_one_one_and_undoes_target_scal
 def test_run_trains_scores_and_exports_a_model_onnxruntime_agrees_with(tmp_path, capsys):
     split = sklearn_digits()
     write_npz(split, tmp_path / "digits.npz")
-    argv = [str(tmp_path / "digits.npz"), "--params", "5000", "--max-epochs", "8", "--onnx-out", str(tmp_path / "m.onnx")]
+    argv = [str(tmp_path / "digits.npz"), "--params", "5000", "--depth", "2", "--max-epochs", "8", "--onnx-out", str(tmp_path / "m.onnx")]
     assert run_peer("relu", relu_mlp, [], argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert abs(result["params"] - 5000) <= 250 and result["epochs"] == 8 and 1 <= result["best_epoch"] <= 8
+    assert abs(result["params"] - 5000) <= 250 and len(result["layers"]) == 4 and result["epochs"] == 8 and 1 <= result["best_epoch"] <= 8
     assert result["test"]["accuracy"] > 0.85 and result["seconds_per_epoch"] > 0
     assert result["onnx"]["exported"] and result["onnx"]["max_abs_diff_vs_torch"] < 1e-4
-    assert result["onnx"]["op_types"].get("Gemm", 0) + result["onnx"]["op_types"].get("MatMul", 0) >= 2
+    assert result["onnx"]["op_types"].get("Gemm", 0) + result["onnx"]["op_types"].get("MatMul", 0) == 3
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     logits = session.run(None, {"input": split.X_test[:1]})[0]
     assert logits.shape == (1, 10)
