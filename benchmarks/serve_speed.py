@@ -8,6 +8,7 @@ v2 JSON batch 1 at concurrency 1/8/64; /v1 predict; JSON vs binary tensors at ba
 off and inline vs threaded execution at concurrency 1 and 64. Servers are stopped by PID. Writes
 ``benchmarks/results/serve_speed.json`` (medians, every run, targets). Needs ``wrk`` (``apt-get install wrk``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,6 +74,7 @@ SERVERS = {  # name -> extra flags of `lutnet serve` (None: the bare FastAPI app
     "lutnet": [],
     "lutnet_batching": ["--batching"],
     "lutnet_thread": ["--execution", "thread"],
+    "lutnet_batching_thread": ["--batching", "--execution", "thread"],
 }
 SCENARIOS = [
     Scenario("bare_c1", "bare", "/constant", "json_b1", 1),
@@ -86,6 +88,8 @@ SCENARIOS = [
     Scenario("batching_v2_json_b1_c64", "lutnet_batching", INFER, "json_b1", 64),
     Scenario("thread_v2_json_b1_c1", "lutnet_thread", INFER, "json_b1", 1),
     Scenario("thread_v2_json_b1_c64", "lutnet_thread", INFER, "json_b1", 64),
+    Scenario("batching_thread_v2_json_b1_c1", "lutnet_batching_thread", INFER, "json_b1", 1),
+    Scenario("batching_thread_v2_json_b1_c64", "lutnet_batching_thread", INFER, "json_b1", 64),
 ]
 
 
@@ -149,8 +153,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, int]]:
-    """Start every server of ``SERVERS``; yields their ports; stops each by its PID."""
+def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, tuple[int, int]]]:
+    """Start every server of ``SERVERS``; yields their (port, pid); stops each by its PID."""
     processes: dict[str, subprocess.Popen[bytes]] = {}
     ports = {name: free_port() for name in SERVERS}
     log = (WORK / "servers.log").open("wb")
@@ -164,7 +168,7 @@ def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, int]
             processes[name] = subprocess.Popen([*pin, *command, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
         for name in SERVERS:
             wait_ready(processes[name], ports[name], "/constant" if SERVERS[name] is None else "/v2/health/ready")
-        yield ports
+        yield {name: (ports[name], processes[name].pid) for name in SERVERS}
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -179,12 +183,12 @@ def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, int]
 
 def wait_ready(process: subprocess.Popen[bytes], port: int, path: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
-    method = "POST" if path == "/constant" else "GET"
+    probe = urllib.request.Request(f"http://{HOST}:{port}{path}", data=b"{}" if path == "/constant" else None)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise LutnetError(f"server on port {port} exited with {process.returncode}; see {WORK / 'servers.log'}")
         with contextlib.suppress(OSError):
-            with urllib.request.urlopen(urllib.request.Request(f"http://{HOST}:{port}{path}", method=method, data=b"{}" if method == "POST" else None)) as answer:
+            with urllib.request.urlopen(probe) as answer:
                 if answer.status == 200:
                     return
         time.sleep(0.2)
@@ -199,16 +203,38 @@ def check_answer(port: int, path: str, body: Path, headers: dict[str, str]) -> N
             raise LutnetError(f"{path}", expected="status 200", got=answer.status)
 
 
-def run_wrk(pin: list[str], port: int, scenario: Scenario, body: Path, headers: dict[str, str], duration_s: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(pin: list[str], server: tuple[int, int], scenario: Scenario, body: Path, headers: dict[str, str], duration_s: int) -> dict[str, Any]:
+    """One wrk run; also the server's CPU time per answered request, which load on other cores disturbs less than req/s."""
+    port, pid = server
     script = WORK / f"{scenario.name}.lua"
     header_lines = "\n".join(f'wrk.headers["{key}"] = "{value}"' for key, value in headers.items())
     script.write_text(WRK_SCRIPT.format(body=body, headers=header_lines))
-    command = [*pin, "wrk", "-t1", f"-c{scenario.concurrency}", f"-d{duration_s}s", "--timeout", "10s", "-s", str(script), f"http://{HOST}:{port}{scenario.path}"]
+    command = [
+        *pin,
+        "wrk",
+        "-t1",
+        f"-c{scenario.concurrency}",
+        f"-d{duration_s}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        f"http://{HOST}:{port}{scenario.path}",
+    ]
+    cpu_before = cpu_seconds(pid)
     output = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 30, check=True).stdout
+    cpu_used = cpu_seconds(pid) - cpu_before
     result = json.loads(output.strip().splitlines()[-1])
     seconds = result["duration_us"] / 1e6
     return {
         "requests_per_second": (result["requests"] - result["non_2xx"]) / seconds,
+        "server_cpu_us_per_request": 1e6 * cpu_used / max(result["requests"], 1),
         "p50_ms": result["p50_us"] / 1000,
         "p95_ms": result["p95_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
@@ -218,9 +244,8 @@ def run_wrk(pin: list[str], port: int, scenario: Scenario, body: Path, headers: 
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in ("requests_per_second", "p50_ms", "p95_ms", "p99_ms")} | {
-        "errors": sum(run["errors"] for run in runs)
-    }
+    keys = ("requests_per_second", "server_cpu_us_per_request", "p50_ms", "p95_ms", "p99_ms")
+    return {key: statistics.median(run[key] for run in runs) for key in keys} | {"errors": sum(run["errors"] for run in runs)}
 
 
 def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -234,6 +259,9 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
         "batching_on_vs_off_c64": rps["batching_v2_json_b1_c64"] / rps["v2_json_b1_c64"],
         "thread_vs_inline_c1": rps["thread_v2_json_b1_c1"] / rps["v2_json_b1_c1"],
         "thread_vs_inline_c64": rps["thread_v2_json_b1_c64"] / rps["v2_json_b1_c64"],
+        "batching_thread_vs_off_c64": rps["batching_thread_v2_json_b1_c64"] / rps["v2_json_b1_c64"],
+        "best_p99_c64_ms": min(values["p99_ms"] for name, values in summary.items() if name.endswith("_b1_c64")),
+        "server_cpu_json_c1_vs_bare": summary["v2_json_b1_c1"]["server_cpu_us_per_request"] / summary["bare_c1"]["server_cpu_us_per_request"],
     }
     met = {
         "json_c1_vs_bare": ratios["json_c1_vs_bare"] >= TARGETS["json_c1_vs_bare"],
@@ -257,14 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = bodies(WORK)
     server_pin, client_pin = cores()
     runs: dict[str, list[dict[str, Any]]] = {scenario.name: [] for scenario in SCENARIOS}
-    with running_servers(repository, server_pin) as ports:
+    with running_servers(repository, server_pin) as servers:
         for scenario in SCENARIOS:
-            check_answer(ports[scenario.server], scenario.path, *files[scenario.body])
-            run_wrk(client_pin, ports[scenario.server], scenario, *files[scenario.body], args.warmup)
+            check_answer(servers[scenario.server][0], scenario.path, *files[scenario.body])
+            run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], args.warmup)
         with tqdm(total=args.repeats * len(SCENARIOS), desc="serve_speed") as progress:
             for _ in range(args.repeats):
                 for scenario in SCENARIOS:
-                    runs[scenario.name].append(run_wrk(client_pin, ports[scenario.server], scenario, *files[scenario.body], args.duration))
+                    runs[scenario.name].append(run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], args.duration))
                     progress.update()
     summary = {name: medians(values) for name, values in runs.items()}
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
@@ -287,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     )
     for name, values in summary.items():
-        print(f"{name:26s} {values['requests_per_second']:9.0f} req/s  p50 {values['p50_ms']:.3f} ms  p99 {values['p99_ms']:.3f} ms  errors {values['errors']}")
+        print(
+            f"{name:32s} {values['requests_per_second']:7.0f} req/s  server cpu {values['server_cpu_us_per_request']:6.1f} us/req"
+            f"  p50 {values['p50_ms']:7.3f} ms  p99 {values['p99_ms']:7.3f} ms  errors {values['errors']}"
+        )
     print(json.dumps(derived(summary), indent=2))
     print(f"wrote {path}")
     return 0

@@ -102,14 +102,14 @@ def test_polling_hot_reloads_a_new_version_and_reports_a_broken_one(tmp_path: Pa
 
 
 def test_sigterm_turns_readiness_false_and_lets_in_flight_requests_finish(tmp_path: Path) -> None:
-    # A 1.5 s batching delay keeps one request in flight while the server is told to stop.
-    flags = ("--batching", "--max-queue-delay-us", "1500000", "--shutdown-grace", "8")
+    # A 3 s batching delay keeps one request in flight while the server is told to stop.
+    flags = ("--batching", "--max-queue-delay-us", "3000000", "--shutdown-grace", "10")
     server = Server(build_repository(tmp_path / "models"), *flags, log=tmp_path / "server.log")
     x = np.full((1, 64), 3.0, dtype=np.float32)
     answers: list[httpx.Response] = []
     in_flight = threading.Thread(target=lambda: answers.append(httpx.post(f"{server.url}/v2/models/digits/infer", content=infer_body(x), timeout=20)))
     in_flight.start()
-    time.sleep(0.5)
+    time.sleep(1.0)
     started = time.monotonic()
     server.terminate()
     try:
@@ -122,7 +122,7 @@ def test_sigterm_turns_readiness_false_and_lets_in_flight_requests_finish(tmp_pa
     assert server.exited_cleanly(), server.output()
     assert answers and answers[0].status_code == 200, server.output()
     np.testing.assert_allclose(answers[0].json()["outputs"][0]["data"], expected(2, x)[0], rtol=1e-5, atol=1e-4)
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 10
     assert "SIGTERM: readiness is false" in server.output()
 
 
