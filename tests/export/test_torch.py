@@ -26,8 +26,9 @@ def test_fused_graph_equals_torch_model(checkpoint: Checkpoint) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one summation order, as in onnxruntime with one thread per op here
     try:
+        model = models.model_from_checkpoint(checkpoint).eval()
         with torch.inference_mode():
-            eager = models.model_from_checkpoint(checkpoint).eval()(torch.from_numpy(x)).numpy()
+            eager = model(torch.from_numpy(x)).numpy()
     finally:
         torch.set_num_threads(threads)
     expected = reference.forward(checkpoint, x)
