@@ -169,15 +169,16 @@ class LoadedModel:
         """One onnxruntime call: the outputs and the nanoseconds it took."""
         started = time.perf_counter_ns()
         outputs = self.session.run(self.output_names, feeds)
-        elapsed = time.perf_counter_ns() - started
-        self.stats.record_execution(len(next(iter(feeds.values()))) if self.batchable else 1, elapsed)
-        return outputs, elapsed
+        return outputs, time.perf_counter_ns() - started
 
     async def execute(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
-        """``run`` inline, or in the executor so the event loop keeps serving while it computes."""
+        """``run`` inline, or in the executor so the event loop keeps serving while it computes; counted on the loop."""
         if self._executor is None:
-            return self.run(feeds)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.run, feeds)
+            outputs, elapsed = self.run(feeds)
+        else:
+            outputs, elapsed = await asyncio.get_running_loop().run_in_executor(self._executor, self.run, feeds)
+        self.stats.record_execution(len(next(iter(feeds.values()))) if self.batchable else 1, elapsed)
+        return outputs, elapsed
 
     async def infer(self, inputs: dict[str, np.ndarray], rows: int) -> BatchResult:
         """Outputs for one decoded request, through the batching queue when batching is on."""
@@ -190,14 +191,9 @@ class LoadedModel:
         """Run the example input a few times (a model that cannot run fails its load here); compute times in ns."""
         feeds = {spec.name: np.zeros([1 if d < 0 else d for d in spec.shape], dtype=spec.dtype) for spec in self.inputs}
         try:
-            return [self._time_run(feeds) for _ in range(WARMUP_RUNS)]
+            return [self.run(feeds)[1] for _ in range(WARMUP_RUNS)]
         except Exception as exc:  # onnxruntime's errors have no common base
             raise ModelLoadError(f"model {self.name} v{self.version} warm-up run", expected="outputs", got=f"{type(exc).__name__}: {str(exc)[:300]}") from None
-
-    def _time_run(self, feeds: dict[str, np.ndarray]) -> int:
-        started = time.perf_counter_ns()
-        self.session.run(self.output_names, feeds)
-        return time.perf_counter_ns() - started
 
     def describe(self) -> dict[str, Any]:
         """v2 model metadata of this version."""

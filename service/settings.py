@@ -28,10 +28,14 @@ class Settings(BaseSettings):
     allow_spinning: bool = Field(False, description="Let onnxruntime threads spin between operators (lower latency, burns idle CPU).")
     execution: Literal["inline", "thread"] = Field(
         "inline",
-        description="Where onnxruntime runs: 'inline' on the event loop (fastest for tiny models: no thread hop), "
-        "'thread' in a worker thread (keeps the loop free while a large model computes).",
+        description="Where onnxruntime runs: 'inline' on the event loop (least CPU per request for tiny models: no thread hop), "
+        "'thread' in a worker thread (the loop keeps reading requests while a model computes; with batching, best under concurrency).",
     )
-    batching: bool = Field(False, description="Merge concurrent requests of a model into one onnxruntime call (dynamic batching).")
+    batching: bool = Field(
+        False,
+        description="Merge concurrent requests of a model into one onnxruntime call. Off by default: for tiny models it costs CPU per "
+        "request at concurrency 1; turn it on (with execution 'thread') for concurrent traffic (benchmarks/serve_speed.py).",
+    )
     max_batch_size: int = Field(1024, ge=1, description="Most rows in one request and in one merged batch.")
     max_queue_delay_us: int = Field(0, ge=0, description="How long a request may wait for others to join its batch, in microseconds.")
     max_queue_size: int = Field(1024, ge=1, description="Most requests waiting in one model's batching queue; more are answered 503.")
