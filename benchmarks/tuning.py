@@ -40,6 +40,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {  # name -> TrainConfig overrides
     "init_gelu": {"init": "gelu"},
     "init_silu": {"init": "silu"},
     "init_leaky_relu": {"init": "leaky_relu"},
+    "table_lr_3e-4": {"table_lr": 3e-4},
+    "bins_16+table_lr_1e-4": {"bins": 16, "table_lr": 1e-4},
+    "bins_16+table_lr_3e-4": {"bins": 16, "table_lr": 3e-4},
+    "bins_16+smoothness_1e-2": {"bins": 16, "smoothness": 1e-2},
+    "bins_16+percentiles_0.1_99.9": {"bins": 16, "percentiles": (0.1, 99.9)},
 }
 QUICK = ("relu_mlp", "lut_default", "bins_16")
 
@@ -81,12 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="digits, seed 0, three candidates (a plumbing check)")
     parser.add_argument("--datasets", nargs="+", choices=list(BUDGETS), default=None, help="default: digits breast_cancer")
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None, help="default: all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help=f"default: {list(SEEDS)}")
+    parser.add_argument("--out", default="tuning", help="results file name under benchmarks/results (default: tuning)")
     args = parser.parse_args(argv)
     datasets = args.datasets or (["digits"] if args.quick else ["digits", "breast_cancer"])
     candidates = args.candidates or (QUICK if args.quick else list(CANDIDATES))
-    seeds = (0,) if args.quick else SEEDS
+    seeds = args.seeds or ((0,) if args.quick else SEEDS)
     results = measure(datasets, candidates, seeds)
-    path = write_results("tuning", {"settings": {"datasets": list(datasets), "seeds": list(seeds), "budgets": {d: BUDGETS[d] for d in datasets},
+    path = write_results(args.out, {"settings": {"datasets": list(datasets), "seeds": list(seeds), "budgets": {d: BUDGETS[d] for d in datasets},
                                                  "split": "validation (the test split is never read)",
                                                  "trainer_defaults": dataclasses.asdict(TrainConfig())},
                                     "candidates": results})

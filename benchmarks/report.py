@@ -1,0 +1,421 @@
+"""Renders ``benchmarks/RESULTS.md`` (tables and PNG plots) and the README's results snippet from ``benchmarks/results/*.json``.
+
+Run ``python -m benchmarks report [--readme README.md]``; takes seconds. Every number comes from the JSON files;
+a suite that has not been run yet is named as such. The README snippet replaces the text between
+``<!-- results:start -->`` and ``<!-- results:end -->`` (written atomically; missing markers are an error).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS_DIR
+from lutnet.atomic import write_text_atomic
+from lutnet.errors import LutnetError
+
+RESULTS_MD = RESULTS_DIR.parent / "RESULTS.md"
+START_MARKER = "<!-- results:start -->"
+END_MARKER = "<!-- results:end -->"
+LUT_MODELS = ("lut_linear", "lut_nearest")
+MODEL_ORDER = ("lut_linear", "lut_nearest", "relu", "gelu", "pykan", "deepsplines", "inkan")
+SUITE_COMMANDS = {
+    "accuracy": "python -m benchmarks accuracy", "inference": "python -m benchmarks inference",
+    "training_cost": "python -m benchmarks training", "serve_speed": "python -m benchmarks serving",
+    "serving_peers": "python -m benchmarks serving", "shapes": "python -m benchmarks shapes", "tuning": "python -m benchmarks.tuning",
+}
+Results = dict[str, dict[str, Any]]
+
+
+def load_results(folder: Path = RESULTS_DIR) -> Results:
+    """Every ``<suite>.json`` in ``folder`` by suite name; an unreadable file is an error naming it."""
+    results = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            results[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise LutnetError(f"results file {path}", expected="a JSON object written by a benchmark suite", got=str(error)) from None
+    return results
+
+
+# --- formatting ----------------------------------------------------------------------------------------
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """Seconds in the unit that reads best: 4.7 us, 219 us, 6.9 ms, 1.20 s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale or unit == "us":
+            value = seconds / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def missing(suite: str) -> str:
+    return f"_Not measured yet: run `{SUITE_COMMANDS.get(suite, 'python -m benchmarks all')}`._"
+
+
+def measured_on(result: dict[str, Any]) -> str:
+    machine = result.get("machine", {})
+    return f"_Measured {machine.get('date', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores), Python {machine.get('python', '?')}._"
+
+
+def ordered(models: Sequence[str]) -> list[str]:
+    rank = {name: i for i, name in enumerate(MODEL_ORDER)}
+    return sorted(models, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+# --- suite 1: accuracy -----------------------------------------------------------------------------------
+
+def verdict(entry: dict[str, Any], relu: dict[str, Any]) -> str:
+    """Better, worse or within noise against the ReLU MLP: the gap compared with the standard error of the two means."""
+    if entry["model"] == "relu":
+        return "baseline"
+    higher_is_better = entry["metric"] != "rmse"
+    gap = entry["mean"] - relu["mean"]
+    noise = math.sqrt(entry["std"] ** 2 / entry["seeds"] + relu["std"] ** 2 / relu["seeds"])
+    if abs(gap) <= noise:
+        return "tie (within noise)"
+    return "**wins**" if (gap > 0) == higher_is_better else "**loses**"
+
+
+def accuracy_entries(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Summary entries by data set, then model."""
+    entries: dict[str, dict[str, dict[str, Any]]] = {}
+    for entry in result["summary"]:
+        entries.setdefault(entry["dataset"], {})[entry["model"]] = entry
+    return entries
+
+
+def metric_cell(entry: dict[str, Any]) -> str:
+    return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
+
+
+def accuracy_section(results: Results) -> str:
+    result = results.get("accuracy")
+    if result is None:
+        return "## Accuracy at equal parameter count\n\n" + missing("accuracy")
+    settings = result["settings"]
+    parts = [
+        "## Accuracy at equal parameter count",
+        f"Test metric, mean ± std over seeds {settings['seeds']} (same split for every model of a seed). lutnet models are scored on "
+        "their exported ONNX models with onnxruntime (`lut_linear`/`lut_nearest`: one trained LUT model exported in each lookup mode). "
+        f"Parameters: {settings['parameter_count']}. Verdict against the ReLU MLP: the gap of the means against their standard error.",
+        measured_on(result),
+    ]
+    for dataset, models in accuracy_entries(result).items():
+        relu = models.get("relu")
+        rows = []
+        for name in ordered(list(models)):
+            entry = models[name]
+            gap = "" if relu is None else f"{entry['mean'] - relu['mean']:+.4f}"
+            rows.append([name, metric_cell(entry), f"{entry['params']:.0f}", entry["width"], gap, verdict(entry, relu) if relu else ""])
+        metric = next(iter(models.values()))["metric"]
+        budget = settings["budgets"].get(dataset, "?")
+        better = "lower is better" if metric == "rmse" else "higher is better"
+        parts.append(f"### {dataset} (budget {budget} parameters, test {metric}, {better})\n\n"
+                     + table(["model", metric, "params", "width", "vs ReLU", "verdict"], rows))
+    parts.append("![accuracy](results/accuracy.png)")
+    return "\n\n".join(parts)
+
+
+def accuracy_headline(results: Results) -> str:
+    """Data sets as columns, models as rows; each cell mean ± std, marked where it loses to the ReLU MLP."""
+    result = results.get("accuracy")
+    if result is None:
+        return missing("accuracy")
+    entries = accuracy_entries(result)
+    models = ordered(sorted({m for per in entries.values() for m in per}))
+    header = ["model", *[f"{d} ({next(iter(per.values()))['metric']})" for d, per in entries.items()]]
+    rows = []
+    for model in models:
+        cells = []
+        for per in entries.values():
+            entry = per.get(model)
+            if entry is None:
+                cells.append("")
+                continue
+            mark = {"**loses**": " (loses)", "**wins**": " (wins)"}.get(verdict(entry, per["relu"]) if "relu" in per else "", "")
+            cells.append(metric_cell(entry) + mark)
+        rows.append([model, *cells])
+    return table(header, rows)
+
+
+# --- suite 2: inference ------------------------------------------------------------------------------------
+
+def inference_section(results: Results) -> str:
+    result = results.get("inference")
+    if result is None:
+        return "## Inference latency\n\n" + missing("inference")
+    settings = result["settings"]
+    parts = [
+        "## Inference latency (onnxruntime, CPU)",
+        f"Models at the {settings['dataset']} budget (~{settings['budget']} parameters); median seconds per `session.run`, "
+        "ratio to the ReLU MLP of the same run in brackets; runners interleaved round by round. "
+        "`torch_eager_lut_linear` is PyTorch eager on the separated (unfused) LUT model.",
+        measured_on(result),
+    ]
+    for threads in settings["threads"]:
+        runs = [run for run in result["runs"] if run["threads"] == threads]
+        models = ordered(list(runs[0]["timings_s"]))
+        rows = [[name, result["graphs"].get(name, {}).get("nodes", "-"),
+                 *[f"{duration(run['timings_s'][name]['median'])} ({run['ratio_to_relu'][name]:.2f}x)" for run in runs]] for name in models]
+        parts.append(f"### {threads} thread{'s' if threads > 1 else ''}\n\n" + table(["model", "nodes", *[f"batch {run['batch']}" for run in runs]], rows))
+    parts.append("![inference](results/inference.png)")
+    return "\n\n".join(parts)
+
+
+def inference_headline(results: Results) -> str:
+    result = results.get("inference")
+    if result is None:
+        return missing("inference")
+    runs = [run for run in result["runs"] if run["threads"] == 1]
+    models = ordered(list(runs[0]["timings_s"]))
+    rows = [[name, *[f"{duration(run['timings_s'][name]['median'])} ({run['ratio_to_relu'][name]:.2f}x)" for run in runs]] for name in models]
+    return table(["model (1 thread)", *[f"batch {run['batch']}" for run in runs]], rows)
+
+
+# --- suite 3: training cost -------------------------------------------------------------------------------
+
+def training_section(results: Results) -> str:
+    result = results.get("training_cost")
+    if result is None:
+        return "## Training cost\n\n" + missing("training_cost")
+    datasets = result["datasets"]
+    models = ordered(sorted({m for d in datasets.values() for m in d["seconds_per_epoch"]}))
+    rows = []
+    for name in models:
+        cells = []
+        for d in datasets.values():
+            seconds = d["seconds_per_epoch"].get(name)
+            cells.append("" if seconds is None else f"{duration(seconds['median'])} ({d['ratio_to_relu'][name]:.2f}x)")
+        rows.append([name, *cells])
+    return "\n\n".join([
+        "## Training cost",
+        "Median seconds per epoch (batch 64, one thread) at each data set's parameter budget; ratio to the ReLU MLP in brackets. "
+        "lutnet models run the trainer's own epoch; the peers report their runner's median epoch.",
+        measured_on(result),
+        table(["model", *[f"{name} ({d['train_rows']} rows)" for name, d in datasets.items()]], rows),
+    ])
+
+
+# --- suite 4: serving ----------------------------------------------------------------------------------------
+
+SERVE_SPEED_ROWS = {"bare FastAPI (ceiling)": "bare_c{c}", "lutnet serve": "v2_json_b1_c{c}"}
+CONCURRENCIES = (1, 8, 64)
+
+
+def load_row(server: str, concurrency: int, values: dict[str, float]) -> list[object]:
+    return [server, concurrency, f"{values['requests_per_second']:.0f}", *(f"{values[f'p{q}_ms']:.2f}" for q in (50, 95, 99))]
+
+
+def serving_rows(results: Results) -> list[list[object]]:
+    """One row per (server, concurrency) found in serve_speed.json and serving_peers.json."""
+    rows: list[list[object]] = []
+    medians = results.get("serve_speed", {}).get("medians", {})
+    for server, pattern in SERVE_SPEED_ROWS.items():
+        for c in CONCURRENCIES:
+            values = medians.get(pattern.format(c=c))
+            if values is not None:
+                rows.append(load_row(server, c, values))
+    for peer in results.get("serving_peers", {}).get("serving", []):
+        for c in CONCURRENCIES:
+            values = peer.get(f"c{c}")
+            if values is not None:
+                rows.append(load_row(peer["peer"], c, values))
+    return rows
+
+
+def serving_ratios(results: Results) -> list[list[object]]:
+    """lutnet serve's req/s over KServe's at each concurrency measured for both (target: at least 3x)."""
+    medians = results.get("serve_speed", {}).get("medians", {})
+    kserve = next((p for p in results.get("serving_peers", {}).get("serving", []) if p["peer"] == "kserve"), None)
+    rows = []
+    for c in CONCURRENCIES:
+        ours, theirs = medians.get(f"v2_json_b1_c{c}"), (kserve or {}).get(f"c{c}")
+        if ours and theirs:
+            ratio = ours["requests_per_second"] / theirs["requests_per_second"]
+            rows.append([c, f"{ratio:.2f}x", "met" if ratio >= 3.0 else "**missed**"])
+    return rows
+
+
+SERVING_HEADER = ["server", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms"]
+
+
+def serving_section(results: Results) -> str:
+    if "serve_speed" not in results and "serving_peers" not in results:
+        return "## Serving\n\n" + missing("serve_speed")
+    parts = ["## Serving (batch-1 v2 JSON infer, one worker, server and wrk on separate cores)"]
+    parts += [measured_on(results[suite]) + f" ({suite})" for suite in ("serve_speed", "serving_peers") if suite in results]
+    parts.append(table(SERVING_HEADER, serving_rows(results)))
+    ratios = serving_ratios(results)
+    if ratios:
+        parts.append("lutnet serve against KServe (target: at least 3x):\n\n" + table(["concurrency", "lutnet / KServe req/s", "target"], ratios))
+    if "serving_peers" not in results:
+        parts.append(missing("serving_peers"))
+    return "\n\n".join(parts)
+
+
+# --- suite 5: learned shapes ----------------------------------------------------------------------------------
+
+def shapes_section(results: Results) -> str:
+    result = results.get("shapes")
+    if result is None:
+        return "## Learned shapes\n\n" + missing("shapes")
+    parts = ["## Learned activation shapes", result.get("method", ""), measured_on(result)]
+    for model in result["models"]:
+        rows = [[layer["layer"], layer["channels"], f"{layer['distance_mean']:.3f}", f"{layer['distance_max']:.3f}",
+                 f"{layer['relu_like_fraction']:.2f}", f"{layer['bend_median']:+.2f}", f"{layer['bend_iqr'][0]:+.2f} .. {layer['bend_iqr'][1]:+.2f}"]
+                for layer in model["layers"]]
+        parts.append(f"### {model['dataset']} (test accuracy {model['test_accuracy']:.4f})\n\n"
+                     + table(["layer", "channels", "mean dist. from init", "max dist. from init", "ReLU-like fraction",
+                              "median bend (pre-activation)", "bend IQR"], rows)
+                     + f"\n\n{model['reading']}\n\n![{model['dataset']} activations]({model['plot']})")
+    return "\n\n".join(parts)
+
+
+# --- tuning -----------------------------------------------------------------------------------------------
+
+def tuning_section(results: Results) -> str:
+    result = results.get("tuning")
+    if result is None:
+        return "## Tuning of the LUT defaults\n\n" + missing("tuning")
+    parts = ["## Tuning of the LUT defaults (validation split only)",
+             "One setting changed at a time from the `lutnet train` defaults, each candidate re-sized to the data set's budget, "
+             f"mean ± std of the validation metric over seeds {result['settings']['seeds']}. The test split is never read.",
+             measured_on(result)]
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for candidate in result["candidates"]:
+        by_dataset.setdefault(candidate["dataset"], []).append(candidate)
+    for dataset, candidates in by_dataset.items():
+        default = next((c for c in candidates if c["candidate"] == "lut_default"), None)
+        rows = []
+        for c in candidates:
+            gap = "" if default is None else f"{c['val_mean'] - default['val_mean']:+.4f}"
+            width = c["runs"][0]["width"]
+            rows.append([c["candidate"], json.dumps(c["overrides"]), width, f"{c['val_mean']:.4f} ± {c['val_std']:.4f}", f"{c['val_loss_mean']:.4f}", gap])
+        parts.append(f"### {dataset}\n\n" + table(["candidate", "change", "width", f"val {candidates[0]['metric']}", "val loss", "vs LUT default"], rows))
+    return "\n\n".join(parts)
+
+
+# --- plots ------------------------------------------------------------------------------------------------
+
+def plot_accuracy(result: dict[str, Any], path: Path) -> None:
+    """Grouped bars of the test metric (mean ± std) per data set and model."""
+    import matplotlib.pyplot as plt
+
+    entries = accuracy_entries(result)
+    fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 3.4), squeeze=False)
+    for ax, (dataset, per) in zip(axes[0], entries.items(), strict=True):
+        models = ordered(list(per))
+        ax.bar(range(len(models)), [per[m]["mean"] for m in models], yerr=[per[m]["std"] for m in models], capsize=3,
+               color=["tab:orange" if m.startswith("lut") else "tab:blue" if m in ("relu", "gelu") else "tab:gray" for m in models])
+        ax.set_xticks(range(len(models)), models, rotation=60, ha="right", fontsize=8)
+        low = min(per[m]["mean"] - per[m]["std"] for m in models)
+        if per[models[0]]["metric"] != "rmse":
+            ax.set_ylim(max(0.0, low - 0.02), 1.0)
+        ax.set_title(f"{dataset} ({per[models[0]]['metric']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_inference(result: dict[str, Any], path: Path) -> None:
+    """Latency against batch size per model, one panel per thread count (log-log)."""
+    import matplotlib.pyplot as plt
+
+    threads = result["settings"]["threads"]
+    fig, axes = plt.subplots(1, len(threads), figsize=(5 * len(threads), 3.6), squeeze=False)
+    for ax, count in zip(axes[0], threads, strict=True):
+        runs = [run for run in result["runs"] if run["threads"] == count]
+        for name in ordered(list(runs[0]["timings_s"])):
+            ax.plot([run["batch"] for run in runs], [run["timings_s"][name]["median"] * 1e6 for run in runs], marker="o", label=name)
+        ax.set(xscale="log", yscale="log", xlabel="batch", ylabel="median latency (us)", title=f"{count} thread(s)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PLOTS: dict[str, tuple[str, Callable[[dict[str, Any], Path], None]]] = {
+    "accuracy": ("accuracy.png", plot_accuracy),
+    "inference": ("inference.png", plot_inference),
+}
+
+
+def draw_plots(results: Results, folder: Path = RESULTS_DIR) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    written = []
+    for suite, (name, draw) in PLOTS.items():
+        if suite in results:
+            draw(results[suite], folder / name)
+            written.append(folder / name)
+    return written
+
+
+# --- documents ----------------------------------------------------------------------------------------------
+
+SECTIONS = (accuracy_section, inference_section, training_section, serving_section, shapes_section, tuning_section)
+
+
+def render_results(results: Results) -> str:
+    """The whole of RESULTS.md."""
+    intro = ("# lutnet benchmark results\n\nGenerated by `python -m benchmarks report` from `benchmarks/results/*.json`; "
+             "rerun everything with `python -m benchmarks all`. Numbers are what the scripts measured on the machine and date shown "
+             "under each table (medians over repeated runs, spread given); nothing is typed by hand.")
+    return "\n\n".join([intro, *(section(results) for section in SECTIONS)]) + "\n"
+
+
+def render_readme_snippet(results: Results) -> str:
+    """The README's results section body: headline tables and a link to the full report."""
+    serving = serving_rows(results)
+    parts = [
+        "Reproduce with `python -m benchmarks all` (about an hour on 2 cores); the full tables, plots, machine and "
+        "versions are in [benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
+        "**Accuracy at equal parameter count** (test split, mean ± std over 5 seeds; lutnet scored on its exported ONNX model; "
+        "\"loses\"/\"wins\" against the ReLU MLP beyond the standard error):\n\n" + accuracy_headline(results),
+        "**Inference latency** (onnxruntime CPU, digits budget, ratio to the ReLU MLP):\n\n" + inference_headline(results),
+        "**Serving** (batch-1 v2 JSON infer, one worker):\n\n" + (table(SERVING_HEADER, serving) if serving else missing("serve_speed")),
+    ]
+    return "\n\n".join(parts)
+
+
+def replace_between_markers(text: str, snippet: str) -> str:
+    """``text`` with everything between the results markers replaced by ``snippet`` (markers kept)."""
+    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    if start < 0 or end < start:
+        raise LutnetError("README results markers", expected=f"{START_MARKER} followed by {END_MARKER}",
+                          got="markers missing or out of order")
+    return text[: start + len(START_MARKER)] + "\n" + snippet.strip() + "\n" + text[end:]
+
+
+def update_readme(path: str | os.PathLike[str], snippet: str) -> None:
+    """Replace the README's results snippet in place, atomically."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise LutnetError(f"README {path}", expected="a readable Markdown file", got=error.strerror or str(error)) from None
+    write_text_atomic(path, replace_between_markers(text, snippet))
+
+
+def write_report(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readme: Path | None = None) -> list[Path]:
+    """Plots, RESULTS.md and (with ``readme``) the README snippet; returns the files written."""
+    results = load_results(results_dir)
+    written = draw_plots(results, results_dir)
+    write_text_atomic(out, render_results(results))
+    written.append(out)
+    if readme is not None:
+        update_readme(readme, render_readme_snippet(results))
+        written.append(readme)
+    return written
