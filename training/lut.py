@@ -3,19 +3,21 @@
 The function a table represents is defined in ``lutnet/lut.py``; this module computes exactly that
 function in torch, with gradients, without ever materializing a ``[B, C, K]`` tensor.
 
-How it stays cheap: per call the table ``T[R, K+1]`` (R = C channels, or 1 when shared) is packed with
-its edge-continued segment slopes ``S[R, K+1]`` (``S[k] = T[k+1] - T[k]``, ``S[K] = S[K-1]``) into one
-complex table ``P = T + iS``. Every element then needs one flat index, one ``index_select`` of ``P``
-and one multiply-add; the backward pass needs one ``index_add_`` of complex gradients. Autograd maps the
-gradient of ``P`` back to ``T`` through the (tiny, ``[R, K+1]``) packing.
+How it stays cheap: the table ``T[R, K+1]`` (R = C channels, or 1 when shared) is read through its
+flat view with one index per element, ``k + row (K+1)``; the right-hand knot ``T[k+1]`` comes from the
+same indices on the view shifted by one, so no second index tensor is built. The backward pass is two
+``index_add_`` calls into the flat table gradient (the second into the shifted view). Everything per
+element is ``O(B C)``; the only other work is ``O(R K)``.
 
-Gradients:
+Gradients, with ``k = floor(clip(u, 0, K-1))`` the left knot of the segment holding ``u`` (or the edge
+segment outside the range) and ``S = T[k+1] - T[k]`` its rise:
 
-- ``linear``: exact. ``y = T[k] + f S[k]`` with ``k = min(floor(clip(u, 0, K)), K-1)`` and ``f = u - k``
-  (``f = clip(u, 0, K) - k`` under ``clamp``, which makes the input gradient zero outside the range).
-- ``nearest``: the table gradient is exact (one knot per input, plus the edge segment when extrapolating
-  linearly). The input gradient is straight-through: it is the derivative of the ``linear``-mode function
-  of the same table at the same point, ``S[k] / h`` with ``k`` as above (zero outside under ``clamp``).
+- ``linear``: exact. ``y = T[k] + f S`` with ``f = u - k`` (``clip(u, 0, K) - k`` under ``clamp``,
+  which makes the input gradient zero outside the range).
+- ``nearest``: ``y = T[n] + d S`` with ``n = floor(clip(u, 0, K) + 0.5)`` and ``d = u - clip(u, 0, K)``
+  (zero inside the range, and always under ``clamp``). The table gradient is exact. The input gradient
+  is straight-through: the derivative of the ``linear``-mode function of the same table at the same
+  point, ``S / h`` (zero outside under ``clamp``).
 """
 from __future__ import annotations
 
@@ -32,48 +34,53 @@ from lutnet.spec import LUTSpec
 MIN_CALIBRATED_WIDTH = 1e-2
 
 
-def pack_table(table: torch.Tensor) -> torch.Tensor:
-    """``T + iS``: knot values with the slope of the segment to their right (the last knot repeats its left one)."""
-    slopes = table[:, 1:] - table[:, :-1]  # (R, K)
-    return torch.complex(table, torch.cat([slopes, slopes[:, -1:]], dim=1))  # (R, K+1)
-
-
 class _Lookup(torch.autograd.Function):
-    """``y = lookup(x)`` through a packed table; the backward pass is written out so it stays ``O(B C)``."""
+    """``y = lookup(x)`` through table ``T``; the backward pass is written out so it stays ``O(B C)``."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, packed: torch.Tensor, lo: torch.Tensor, step: torch.Tensor,
+    def forward(ctx: Any, x: torch.Tensor, table: torch.Tensor, lo: torch.Tensor, step: torch.Tensor,
                 offsets: torch.Tensor, nearest: bool, clamp: bool) -> torch.Tensor:
-        bins = packed.shape[1] - 1
+        bins = table.shape[1] - 1
+        knots = table.view(-1)  # (R (K+1),)
         u = (x - lo) / step  # (B, C, ...) table coordinate, computed as the numpy reference does
-        inside = u.clamp(0.0, bins)
-        left = inside.clamp(max=bins - 1).floor()
-        knot = (inside + 0.5).floor() if nearest else left
-        # How far to move along the picked knot's slope: from the knot in linear mode; in nearest mode only
-        # past the range edge (zero inside), where linear extrapolation continues the edge segment.
-        along = (inside if clamp else u) - (inside if nearest else knot)
-        flat = (knot + offsets).long().reshape(-1)  # knot + row * (K+1): exact integers in float32 below 2**24
-        picked = torch.view_as_real(packed.view(-1).index_select(0, flat)).view(*x.shape, 2)
-        value, slope = picked[..., 0], picked[..., 1]
-        y = value + along * slope
+        left = u.clamp(0.0, bins - 1).floor_()
+        flat = (left + offsets).long().view(-1)  # k + row (K+1): integers below 2**24, exact in float32
+        value = knots.index_select(0, flat)  # T[k], (B C ...,)
+        slope = knots[1:].index_select(0, flat).sub_(value)  # T[k+1] - T[k]
+        inside = u.clamp(0.0, bins) if clamp or nearest else u
+        picked = None
         if nearest:
-            slope = torch.view_as_real(packed.view(-1).index_select(0, (left + offsets).long().reshape(-1)))[:, 1].view(x.shape)
+            picked = ((inside + 0.5).floor_() + offsets).long().view(-1)
+            value = knots.index_select(0, picked)  # T[n]
+            along = None if clamp else (u - inside).view(-1)  # non-zero only past the range edge
+        else:
+            along = (inside - left).view(-1)
+        y = value if along is None else torch.addcmul(value, along, slope)
         if clamp:
-            slope = slope * (u == inside)
-        ctx.save_for_backward(flat, along, slope, step)
-        ctx.packed_shape = packed.shape
-        return y
+            slope.mul_((u == inside).view(-1))
+        ctx.save_for_backward(flat, picked, along, slope, step)
+        ctx.table_shape = table.shape
+        return y.view(x.shape)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        flat, along, slope, step = ctx.saved_tensors
-        grad_x = grad * slope / step if ctx.needs_input_grad[0] else None
-        grad_packed = None
+        flat, picked, along, slope, step = ctx.saved_tensors
+        grad_x = (grad * slope.view(grad.shape)).div_(step) if ctx.needs_input_grad[0] else None
+        grad_table = None
         if ctx.needs_input_grad[1]:
-            # d y / d value = 1 and d y / d slope = along, accumulated per knot in one complex index_add_.
-            source = torch.complex(grad, grad * along).reshape(-1)
-            grad_packed = torch.zeros(ctx.packed_shape.numel(), dtype=source.dtype, device=source.device).index_add_(0, flat, source).view(ctx.packed_shape)
-        return grad_x, grad_packed, None, None, None, None, None
+            grad = grad.reshape(-1)
+            grad_table = torch.zeros(ctx.table_shape.numel(), dtype=grad.dtype, device=grad.device)
+            moved = None if along is None else grad * along  # d y / d (T[k+1] - T[k])
+            if picked is not None:
+                grad_table.scatter_add_(0, picked, grad)
+                if moved is not None:
+                    grad_table.scatter_add_(0, flat, -moved)
+            else:
+                grad_table.scatter_add_(0, flat, grad - moved)
+            if moved is not None:
+                grad_table[1:].scatter_add_(0, flat, moved)
+            grad_table = grad_table.view(ctx.table_shape)
+        return grad_x, grad_table, None, None, None, None, None
 
 
 class LUTActivation(nn.Module):
@@ -93,7 +100,8 @@ class LUTActivation(nn.Module):
         self.table = nn.Parameter(torch.tensor(init_table(init, lo, hi, bins), dtype=torch.float32))  # (R, K+1)
         self.register_buffer("lo", torch.tensor(lo, dtype=torch.float32))  # (R,)
         self.register_buffer("hi", torch.tensor(hi, dtype=torch.float32))  # (R,)
-        self.register_buffer("offsets", torch.arange(rows, dtype=torch.float32) * (bins + 1), persistent=False)  # (R,)
+        self._grid_key: tuple = ()
+        self._grid: tuple[torch.Tensor, ...] = ()
 
     @property
     def shared(self) -> bool:
@@ -102,15 +110,42 @@ class LUTActivation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in (2, 4) or x.shape[1] != self.channels:
             raise ValueError(f"LUTActivation input: expected [B, {self.channels}] or [B, {self.channels}, H, W], got {list(x.shape)}")
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        lo, step = self.lo.view(shape), ((self.hi - self.lo) / self.bins).view(shape)
-        offsets = self.offsets.to(x.dtype).view(shape)
-        return _Lookup.apply(x, pack_table(self.table), lo.to(x.dtype), step.to(x.dtype), offsets,
-                             self.mode == "nearest", self.extrapolate == "clamp")
+        lo, step, offsets = self.grid(x)
+        return _Lookup.apply(x, self.table, lo, step, offsets, self.mode == "nearest", self.extrapolate == "clamp")
+
+    def grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``lo``, step ``h`` and flat row offsets ``row (K+1)``, shaped to broadcast over ``x``.
+
+        Cached until ``lo`` or ``hi`` change (tensor version counters see calibration, state loading
+        and DDP's buffer broadcasts), which saves a handful of small ops per call.
+        """
+        key = (id(self.lo), self.lo._version, id(self.hi), self.hi._version, x.dtype, x.device, x.dim())
+        if key != self._grid_key:
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            with torch.no_grad():
+                lo, hi = self.lo.to(x.dtype), self.hi.to(x.dtype)
+                offsets = torch.arange(len(lo), dtype=x.dtype, device=x.device) * (self.bins + 1)
+                self._grid = (lo.view(shape), ((hi - lo) / self.bins).view(shape), offsets.view(shape))
+            self._grid_key = key
+        return self._grid
 
     def smoothness(self) -> torch.Tensor:
         """TV(2): L1 norm of the table's second differences (``lutnet.lut.second_difference_l1``)."""
-        return (self.table[:, 2:] - 2.0 * self.table[:, 1:-1] + self.table[:, :-2]).abs().sum()
+        return torch.diff(self.table, n=2, dim=1).abs().sum()
+
+    @torch.no_grad()
+    def smoothness_gradient(self) -> torch.Tensor:
+        """The (sub)gradient of :meth:`smoothness` with respect to ``table``, without autograd.
+
+        The trainer adds it straight to ``table.grad``: through autograd the penalty costs several
+        times more than this on ``[C, K+1]`` tables, as much as the lookups themselves.
+        """
+        sign = torch.diff(self.table, n=2, dim=1).sign_()  # (R, K-1), sign(0) = 0 as in autograd's abs
+        gradient = torch.zeros_like(self.table)
+        gradient[:, :-2] += sign
+        gradient[:, 1:-1] -= 2.0 * sign
+        gradient[:, 2:] += sign
+        return gradient
 
     @torch.no_grad()
     def calibrate(self, pre_activations: torch.Tensor, lower_percentile: float = 1.0, upper_percentile: float = 99.0) -> None:

@@ -251,14 +251,21 @@ def epoch_batches(size: int, batch_size: int, seed: int, epoch: int, dist: Distr
 
 def train_epoch(wrapped: torch.nn.Module, model: LutnetModel, optimizer: torch.optim.Optimizer, scheduler: Any,
                 X: torch.Tensor, y: torch.Tensor, batches: list[tuple[np.ndarray, int]], smoothness: float, world: int) -> float:
-    """One pass over ``batches``; returns the mean training loss of this process's rows."""
+    """One pass over ``batches``; returns the mean training loss of this process's rows.
+
+    The TV(2) penalty's gradient (weight ``smoothness``) is added to the tables' gradients after the
+    backward pass, identically on every process, so it is not averaged away by DDP.
+    """
     model.train()
+    luts = model.luts() if smoothness else []
     total, count = 0.0, 0
     for rows, global_size in batches:
         index = torch.from_numpy(rows).to(X.device)
-        loss, loss_sum = step_loss(wrapped, model, X[index], y[index], global_size, world, smoothness)
+        loss, loss_sum = step_loss(wrapped, model, X[index], y[index], global_size, world)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for lut in luts:
+            lut.table.grad.add_(lut.smoothness_gradient(), alpha=smoothness)
         optimizer.step()
         scheduler.step()
         total, count = total + float(loss_sum.detach()), count + len(rows)
@@ -267,18 +274,15 @@ def train_epoch(wrapped: torch.nn.Module, model: LutnetModel, optimizer: torch.o
     return total / max(count, 1)
 
 
-def step_loss(wrapped: torch.nn.Module, model: LutnetModel, X: torch.Tensor, y: torch.Tensor, global_size: int, world: int,
-              smoothness: float) -> tuple[torch.Tensor, torch.Tensor]:
+def step_loss(wrapped: torch.nn.Module, model: LutnetModel, X: torch.Tensor, y: torch.Tensor, global_size: int,
+              world: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss to differentiate on this process's rows of a global batch, and their summed data loss.
 
     The summed loss is divided by the global batch size and multiplied by ``world``, so the gradient
     DDP averages over processes equals the gradient of the global batch's mean loss.
     """
     loss_sum = batch_loss_sum(wrapped(X), y, model)
-    loss = loss_sum * (world / global_size)
-    if smoothness:
-        loss = loss + smoothness * sum(lut.smoothness() for lut in model.luts())
-    return loss, loss_sum
+    return loss_sum * (world / global_size), loss_sum
 
 
 def batch_loss_sum(outputs: torch.Tensor, targets: torch.Tensor, model: LutnetModel) -> torch.Tensor:

@@ -133,7 +133,7 @@ def test_process_shards_and_loss_scaling_reproduce_the_global_batch_gradient() -
 
     def gradient(rows: np.ndarray, global_size: int, world: int) -> list[torch.Tensor]:
         index = torch.from_numpy(rows)
-        loss, _ = step_loss(model, model, X[index], y[index], global_size, world, smoothness=1e-2)
+        loss, _ = step_loss(model, model, X[index], y[index], global_size, world)
         return torch.autograd.grad(loss, list(model.parameters()))
 
     for (rows, size), (rows0, size0), (rows1, size1) in zip(single, *shards, strict=True):
