@@ -21,17 +21,19 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lutnet export", description="Merge a checkpoint into a fused ONNX model and verify it against the numpy reference.")
     p.add_argument("checkpoint", help="checkpoint directory (config.json + model.safetensors)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", help="ONNX file to write")
-    target.add_argument("--repository", help="model repository folder (Triton layout); needs --name")
+    target.add_argument("--out", metavar="FILE", help="ONNX file to write")
+    target.add_argument("--repository", metavar="DIR", help="model repository folder (Triton layout); needs --name")
     p.add_argument("--name", help="model name in the repository")
-    p.add_argument("--version", type=int, help="model version in the repository (default: next free number)")
+    p.add_argument("--version", metavar="V", type=int, help="model version in the repository (default: next free number)")
     p.add_argument("--mode", choices=MODES, help="lookup mode of the export (default: as trained)")
     resolution = p.add_mutually_exclusive_group()
-    resolution.add_argument("--bins-out", type=int, help="resample every table to this many bins")
-    resolution.add_argument("--max-error", type=float, help="smallest bins K*2^m whose deviation from the trained model is at most this")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    resolution.add_argument("--bins-out", metavar="K", type=int, help="resample every table to K bins")
+    resolution.add_argument("--max-error", metavar="E", type=float,
+                            help="use the fewest bins K*2^m whose deviation from the trained model (relative to the output scale) is at most E")
+    p.add_argument("--opset", metavar="N", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--no-verify", action="store_true", help="skip verification against the numpy reference")
-    p.add_argument("--verify-data", help="raw inputs to verify on (.npy, or safetensors with tensor X); default: the checkpoint's test split if stored")
+    p.add_argument("--verify-data", metavar="FILE",
+                   help="raw inputs to verify on (.npy, or safetensors with tensor X); default: test_split.safetensors beside the checkpoint, if there")
     return p
 
 
