@@ -9,11 +9,19 @@ from pathlib import Path
 from collections.abc import Iterator
 
 
+def umask() -> int:
+    """The process's file mode creation mask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same directory and a rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide the file from other users (a container's)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -41,6 +49,7 @@ def staging_directory(final: str | os.PathLike[str], *, replace: bool = True) ->
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
     try:
+        staging.chmod(0o777 & ~umask())  # mkdtemp's 0700 would hide the directory from other users
         yield staging
         if final.exists():
             if not replace:

@@ -124,3 +124,10 @@ def test_invalid_checkpoint_is_not_written(tmp_path):
     with pytest.raises(CheckpointError, match="finite"):
         write_checkpoint(checkpoint, tmp_path / "out")
     assert not (tmp_path / "out" / CONFIG_FILE).exists() and not (tmp_path / "out" / TENSOR_FILE).exists()
+
+
+def test_written_files_follow_the_umask_so_other_users_can_read_them(tmp_path):
+    """A container's non-root user must be able to read what was written on the host."""
+    write_checkpoint(random_checkpoint(ModelSpec("mlp", (4,), 3, hidden=(5,))), tmp_path)
+    for name in (CONFIG_FILE, TENSOR_FILE):
+        assert (tmp_path / name).stat().st_mode & 0o044 == 0o044
