@@ -123,9 +123,9 @@ def fold(checkpoint: Checkpoint) -> FusedModel:
 
     Input standardization: ``1 / std`` folds into the first layer's input columns (channels), while
     ``x - mean`` stays the graph's first op. Folding the mean into the bias would make the first layer sum
-    raw features and cancel them in float32 (a feature like a year, mean 2000 and std 10, loses ~200x
-    precision), and a convnet pads the *standardized* input with zeros, i.e. the raw input with its mean,
-    which a folded bias gets wrong on border pixels. The subtraction is one elementwise pass over the input.
+    raw features and cancel them in float32 (features 200 standard deviations from zero, like a year: first-layer
+    error 3.4e-4 instead of 3.6e-5), and a convnet pads the *standardized* input with zeros, i.e. the raw input
+    with its mean, which a folded bias gets wrong on border pixels. The subtraction is one pass over the input.
     """
     spec = checkpoint.spec
     t = {name: np.asarray(value, dtype=np.float64) for name, value in checkpoint.tensors.items()}
