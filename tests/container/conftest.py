@@ -34,18 +34,7 @@ def digits_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("digits")
     lutnet("train", "--dataset", "digits", "--epochs", "3", "--quiet", "--out", str(work / "run"))
     lutnet("export", str(work / "run"), "--repository", str(work / "models"), "--name", MODEL)
-    open_to_image_user(work / "models")
     return work / "models"
-
-
-def open_to_image_user(repository: Path) -> None:
-    """Makes the repository readable by the image's non-root user.
-
-    lutnet.atomic writes through mkstemp/mkdtemp, whose 0600/0700 modes ignore the umask (reported to the lead);
-    a mounted repository must be readable by user 10001.
-    """
-    for path in [repository, *repository.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 @pytest.fixture(scope="session")
