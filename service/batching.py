@@ -114,11 +114,11 @@ class MicroBatcher:
         if not batch:
             return
         started_ns = time.perf_counter_ns()
-        names = batch[0].inputs.keys()
-        feeds = batch[0].inputs if len(batch) == 1 else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
         try:
+            names = batch[0].inputs.keys()
+            feeds = batch[0].inputs if len(batch) == 1 else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
             outputs, compute_ns = await self._execute(feeds)
-        except Exception as exc:  # the whole batch failed together: every request in it gets the error
+        except Exception as exc:  # the whole batch failed together: every request in it gets the error, the worker goes on
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)

@@ -148,18 +148,22 @@ def encode_infer_response(model_name: str, version: int, request_id: str | None,
 
 
 def decode_instances(body: bytes, spec: TensorSpec, *, max_batch_size: int | None, allow_nonfinite: bool) -> np.ndarray:
-    """The rows of a /v1 predict body ``{"instances": [row, ...]}``; each row is nested or flat with the input's row size."""
+    """The rows of a /v1 predict body ``{"instances": [row, ...]}``; each row is nested or flat with the input's row size
+    (nested with the input's row shape where that has free dimensions)."""
     document = parse_json(body)
     instances = document.get("instances") if isinstance(document, dict) else None
     if not isinstance(instances, list) or not instances:
         raise BadRequest("request body", expected='{"instances": [row, ...]} with at least one row', got=_brief(document))
     values = _numeric_array(instances, "'instances'")
-    row_size = math.prod(spec.row_shape)
-    if values.size != len(instances) * row_size:
-        raise BadRequest(
-            "'instances'", expected=f"{len(instances)} rows of {row_size} numbers (row shape {list(spec.row_shape)})", got=f"shape {list(values.shape)}"
-        )
-    array = _cast(values.reshape(len(instances), *spec.row_shape), spec.dtype, "'instances'")
+    if -1 in spec.row_shape:
+        _shape(list(values.shape), spec, "'instances'")
+    else:
+        row_size = math.prod(spec.row_shape)
+        if values.size != len(instances) * row_size:
+            expected = f"{len(instances)} rows of {row_size} numbers (row shape {list(spec.row_shape)})"
+            raise BadRequest("'instances'", expected=expected, got=f"shape {list(values.shape)}")
+        values = values.reshape(len(instances), *spec.row_shape)
+    array = _json_numbers_as(values, spec.dtype, "'instances'")
     _check_finite(array, "'instances'", allow_nonfinite)
     _check_batch(len(instances), max_batch_size)
     return array
@@ -238,8 +242,12 @@ def _json_values(entry: dict[str, Any], dtype: np.dtype, count: int, what: str) 
         raise BadRequest(f"{what} data", expected=f"{count} values for its shape", got=f"{values.size} values")
     if dtype.kind == "b" and values.dtype.kind != "b":
         raise BadRequest(f"{what} data", expected="true/false values for BOOL", got=f"{values.dtype} values")
-    # JSON numbers are the protocol's text form of float tensors, so rounding them to the declared float type is not a loss.
-    return values.astype(dtype) if dtype.kind == "f" else _cast(values, dtype, f"{what} data")
+    return _json_numbers_as(values, dtype, f"{what} data")
+
+
+def _json_numbers_as(values: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    # JSON numbers are the text form of float tensors, so rounding them to a float type is not a loss; integers must stay exact.
+    return values.astype(dtype) if dtype.kind == "f" else _cast(values, dtype, what)
 
 
 def _binary_values(entry: dict[str, Any], dtype: np.dtype, count: int, body: bytes, offset: int, size: Any, what: str) -> tuple[np.ndarray, int]:

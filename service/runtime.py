@@ -124,8 +124,11 @@ class LoadedModel:
         self.inputs = tensor_specs(session.get_inputs(), "input")
         self.outputs = tensor_specs(session.get_outputs(), "output")
         self.output_names = [spec.name for spec in self.outputs]
-        # Batching needs a free first dimension on every tensor; a fixed-shape model runs requests as sent.
-        self.batchable = all(spec.shape and spec.shape[0] == -1 for spec in self.inputs + self.outputs)
+        # Batching needs a free first dimension on every tensor and fixed other input dimensions (so rows of
+        # different requests concatenate); any other model runs requests as sent.
+        self.batchable = all(spec.shape and spec.shape[0] == -1 for spec in self.inputs + self.outputs) and all(
+            d >= 0 for spec in self.inputs for d in spec.shape[1:]
+        )
         self.max_batch_size = policy.max_batch_size if self.batchable else None
         self.batcher: MicroBatcher | None = None
         self._executor: Executor | None = None

@@ -217,6 +217,13 @@ def test_v1_predict_classification_gives_labels_and_softmax(client: Any) -> None
         np.testing.assert_allclose(prediction["probabilities"], p, rtol=1e-4, atol=1e-6)
 
 
+def test_v1_predict_takes_decimal_numbers_that_float32_rounds(client: Any) -> None:
+    response = client.post("/v1/models/housing:predict", content=b'{"instances": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]]}')
+    x = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]], dtype=np.float32)
+    assert response.status_code == 200
+    np.testing.assert_allclose(response.json()["predictions"], expected(x, HOUSING)[:, 0], rtol=1e-5, atol=1e-5)
+
+
 def test_v1_predict_regression_gives_values(client: Any) -> None:
     x = rows(4, width=8)
     body = client.post("/v1/models/housing:predict", content=orjson.dumps({"instances": x.tolist()})).json()
@@ -321,3 +328,26 @@ def test_every_execution_mode_gives_the_same_answers(serve: Any, execution: str,
     response = client.post("/v2/models/digits/infer", content=body, headers=headers)
     _, arrays = decode_binary(response.content, int(response.headers["inference-header-content-length"]))
     np.testing.assert_allclose(arrays["output"], expected(x, DIGITS_V2), rtol=1e-5, atol=1e-4)
+
+
+def test_a_foreign_model_without_card_or_fixed_row_shape_runs_requests_as_sent(repository: Any, serve: Any) -> None:
+    from onnx import TensorProto, helper
+
+    from tests.service.models import write_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        "scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "width"])],
+        [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])],
+    )
+    write_model(repository, "scale", 1, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    client = serve(batching=True)
+    assert client.get("/v2/models/scale").json()["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}]
+    assert "dynamic_batching" not in client.get("/v2/models/scale/config").json()
+    for width in (3, 5):
+        x = np.arange(2 * width, dtype=np.float32).reshape(2, width)
+        body = client.post("/v2/models/scale/infer", content=infer_body(x, name="x")).json()
+        assert body["outputs"][0]["shape"] == [2, width] and body["outputs"][0]["data"] == (2 * x).reshape(-1).tolist()
+    assert client.post("/v1/models/scale:predict", content=b'{"instances": [[1, 2, 3]]}').json()["predictions"] == [[2, 4, 6]]
