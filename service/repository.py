@@ -63,7 +63,7 @@ class ModelRegistry:
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._defaults: dict[str, LoadedModel] = {}
         self._fingerprints: dict[tuple[str, int], Fingerprint] = {}
-        self._failures: dict[tuple[str, int], tuple[Fingerprint | None, str]] = {}
+        self._failures: dict[tuple[str, int], tuple[Fingerprint, str]] = {}
         self._unloaded: set[str] = set()
         self._executor: Executor | None = None
         self._lock: asyncio.Lock | None = None
@@ -170,9 +170,10 @@ class ModelRegistry:
             updated, failures = {}, []
             for version, item in sorted(found.items()):
                 old = current.get(version)
-                model = await self._try_build(name, version, item, failures) if self._needs_build(name, version, item, old, force) else old
-                if model or old:
-                    updated[version] = model or old
+                built = await self._try_build(name, version, item, failures) if self._needs_build(name, version, item, old, force) else None
+                serving = built if built is not None else old  # a failed build leaves the previous version serving
+                if serving is not None:
+                    updated[version] = serving
             for gone in [key for key in self._failures if key[0] == name and key[1] not in found]:
                 del self._failures[gone]
             await self._install(name, updated)
