@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lutnet.lut import init_table, resample_table
@@ -137,15 +138,12 @@ class LUTActivation(nn.Module):
     def smoothness_gradient(self) -> torch.Tensor:
         """The (sub)gradient of :meth:`smoothness` with respect to ``table``, without autograd.
 
-        The trainer adds it straight to ``table.grad``: through autograd the penalty costs several
-        times more than this on ``[C, K+1]`` tables, as much as the lookups themselves.
+        It is the transposed second difference of the curvature signs (sign(0) = 0, as autograd's
+        ``abs``). The trainer adds it straight to ``table.grad``: through autograd the penalty costs
+        several times more on ``[C, K+1]`` tables, as much as the lookups themselves.
         """
-        sign = torch.diff(self.table, n=2, dim=1).sign_()  # (R, K-1), sign(0) = 0 as in autograd's abs
-        gradient = torch.zeros_like(self.table)
-        gradient[:, :-2] += sign
-        gradient[:, 1:-1] -= 2.0 * sign
-        gradient[:, 2:] += sign
-        return gradient
+        sign = torch.diff(self.table, n=2, dim=1).sign_()  # (R, K-1)
+        return torch.diff(F.pad(sign, (2, 2)), n=2, dim=1)  # (R, K+1)
 
     @torch.no_grad()
     def calibrate(self, pre_activations: torch.Tensor, lower_percentile: float = 1.0, upper_percentile: float = 99.0) -> None:

@@ -326,6 +326,8 @@ def start_distributed(device: torch.device) -> Distributed:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Distributed()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Distributed(rank=torch.distributed.get_rank(), world=world)
 

@@ -208,7 +208,7 @@ def test_smoothness_is_the_reference_tv2_and_its_gradient_is_autograds(shared: b
     layer = random_layer("linear", "clamp", shared)
     with torch.no_grad():
         layer.table[:, 3] = layer.table[:, 2] * 2 - layer.table[:, 1]  # a zero second difference: subgradient 0
-    assert float(layer.smoothness()) == pytest.approx(second_difference_l1(layer.table.detach().numpy()), rel=1e-12)
+    assert float(layer.smoothness().detach()) == pytest.approx(second_difference_l1(layer.table.detach().numpy()), rel=1e-12)
     (expected,) = torch.autograd.grad(layer.smoothness(), layer.table)
     torch.testing.assert_close(layer.smoothness_gradient(), expected, rtol=0, atol=1e-12)
 
