@@ -134,7 +134,8 @@ async def _every(seconds: float, job: Callable[[], Any]) -> None:
 def _log_statistics(plane: DataPlane) -> Callable[[], Any]:
     async def job() -> None:
         for model in plane.registry.loaded():
-            log.info("%s", model.stats.summary())
+            if model.stats.recent_percentiles()["window"]:
+                log.info("%s", model.stats.summary())
 
     return job
 

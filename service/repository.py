@@ -20,7 +20,7 @@ import numpy as np
 
 from service.config import CONFIG_FILE, BatchingPolicy, ModelConfig
 from service.errors import BadRequest, ModelLoadError, NotFound, Unavailable
-from service.metrics import ServiceMetrics
+from service.metrics import PERCENTILES, ServiceMetrics
 from service.runtime import LoadedModel, create_session
 from service.settings import Settings
 
@@ -206,14 +206,13 @@ class ModelRegistry:
         model = LoadedModel(name, version, path, create_session(path, self.settings), policy, self.metrics.for_model(name, version))
         timings = np.array(model.warm_up()) / 1e6
         log.info(
-            "loaded model %s version %s: %s, inputs %s, batching %s; warm-up compute p50 %.3f ms p99 %.3f ms",
+            "loaded model %s version %s: %s, inputs %s, batching %s; warm-up compute p50 %.3f ms p95 %.3f ms p99 %.3f ms",
             name,
             version,
             model.card.task or "task not stated",
             [spec.to_dict() for spec in model.inputs],
             "on" if policy.enabled and model.batchable else "off",
-            np.percentile(timings, 50),
-            np.percentile(timings, 99),
+            *np.percentile(timings, PERCENTILES),
         )
         return model
 

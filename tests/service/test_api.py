@@ -351,3 +351,16 @@ def test_a_foreign_model_without_card_or_fixed_row_shape_runs_requests_as_sent(r
         body = client.post("/v2/models/scale/infer", content=infer_body(x, name="x")).json()
         assert body["outputs"][0]["shape"] == [2, width] and body["outputs"][0]["data"] == (2 * x).reshape(-1).tolist()
     assert client.post("/v1/models/scale:predict", content=b'{"instances": [[1, 2, 3]]}').json()["predictions"] == [[2, 4, 6]]
+
+
+def test_recent_percentiles_are_logged_periodically_for_models_with_traffic(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import time
+
+    caplog.set_level(logging.INFO, logger="lutnet")
+    client = serve(stats_log_s=0.05)
+    client.post("/v2/models/digits/infer", content=infer_body(rows(1)))
+    time.sleep(0.3)
+    lines = [record.getMessage() for record in caplog.records if record.name == "lutnet.serve"]
+    assert any(line.startswith("digits v2: 1 ok, 0 failed; last 1: p50 ") and "p99" in line for line in lines), lines
+    assert not any(line.startswith("housing") for line in lines)

@@ -78,7 +78,7 @@ def test_printed_curl_example_works(server: Server) -> None:
     assert commands, server.output()
     result = subprocess.run(shlex.split(commands[0]), capture_output=True, text=True, timeout=30, check=True)
     answer = orjson.loads(result.stdout)
-    assert re.search(r"loaded model digits version 2: classification.*warm-up compute p50 [0-9.]+ ms p99 [0-9.]+ ms", server.output())
+    assert re.search(r"loaded model digits version 2: classification.*warm-up compute p50 [0-9.]+ ms p95 [0-9.]+ ms p99 [0-9.]+ ms", server.output())
     assert answer["labels"] == [str(i) for i in range(10)]
     assert answer["predictions"][0]["index"] == int(expected(2, np.zeros((1, 64)))[0].argmax())
 
