@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from onnx import TensorProto, helper
 
 from lutnet.reference import predict_proba
 from tests.service.conftest import binary_body, decode_binary, infer_body
-from tests.service.models import classifier
+from tests.service.models import classifier, write_model
 
 DIGITS_V2 = classifier(2)
 HOUSING = classifier(3, inputs=8, outputs=1)
@@ -331,10 +334,6 @@ def test_every_execution_mode_gives_the_same_answers(serve: Any, execution: str,
 
 
 def test_a_foreign_model_without_card_or_fixed_row_shape_runs_requests_as_sent(repository: Any, serve: Any) -> None:
-    from onnx import TensorProto, helper
-
-    from tests.service.models import write_model
-
     graph = helper.make_graph(
         [helper.make_node("Mul", ["x", "two"], ["y"])],
         "scale",
@@ -354,9 +353,6 @@ def test_a_foreign_model_without_card_or_fixed_row_shape_runs_requests_as_sent(r
 
 
 def test_recent_percentiles_are_logged_periodically_for_models_with_traffic(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-    import time
-
     caplog.set_level(logging.INFO, logger="lutnet")
     client = serve(stats_log_s=0.05)
     client.post("/v2/models/digits/infer", content=infer_body(rows(1)))
