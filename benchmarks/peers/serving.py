@@ -24,7 +24,7 @@ def parse_launch_args(argv: Sequence[str] | None, description: str) -> LaunchCon
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--onnx", type=Path, required=True, help="ONNX model with one float input (batch, features)")
     parser.add_argument("--port", type=int, required=True, help=f"listen on {HOST}:PORT")
-    parser.add_argument("--name", default="model", help="model name in the URL")
+    parser.add_argument("--name", default="model", help="model name in KServe's URLs (BentoML's route is its API name, /predict)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     args = parser.parse_args(argv)
     return LaunchConfig(args.onnx, args.port, args.name, args.threads)

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,15 +124,14 @@ def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> objec
 
 
 @contextlib.contextmanager
-def running_server(serving: ServingPeer, model: Path, port: int, log: Path, pin: list[str]) -> Iterator[str]:
+def running_server(serving: ServingPeer, model: Path, port: int, log: Path, pin: list[str]) -> Iterator[subprocess.Popen]:
     """Start the peer's launcher in its environment (under the ``pin`` taskset prefix), wait until ready, stop its process group."""
     command = [*pin, str(serving.peer.python), "-m", f"benchmarks.peers.serve_{serving.peer.name}", "--onnx", str(model), "--port", str(port)]
     with open(log, "wb") as log_file:
         process = subprocess.Popen(command, cwd=REPOSITORY, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://{HOST}:{port}"
     try:
-        wait_until_ready(process, base + serving.ready_path, log)
-        yield base
+        wait_until_ready(process, f"http://{HOST}:{port}{serving.ready_path}", log)
+        yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -153,6 +153,13 @@ def wait_until_ready(process: subprocess.Popen, url: str, log: Path, timeout: fl
     raise LutnetError(f"server not ready at {url} after {timeout:.0f} s; see {log}")
 
 
+def serving_process(pid: int) -> int:
+    """The process that answers requests: BentoML's launcher hands them to its one worker child, KServe's to no one."""
+    while len(children := Path(f"/proc/{pid}/task/{pid}/children").read_text().split()) == 1:
+        pid = int(children[0])
+    return pid
+
+
 def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, concurrencies: Sequence[int], duration_s: int) -> dict[str, object]:
     """Check the peer answers like onnxruntime in-process, then load it with wrk (serve_speed's runner) at each concurrency."""
     expected = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": rows})[0]
@@ -161,14 +168,16 @@ def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, co
     body = WORK / f"{name}_b1.json"
     body.write_text(json.dumps(serving.request(rows[0].tolist())))
     SERVE_SPEED_WORK.mkdir(parents=True, exist_ok=True)
-    with running_server(serving, model, free_port(), WORK / f"serve_{name}.log", server_pin) as base:
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    with running_server(serving, model, port, WORK / f"serve_{name}.log", server_pin) as process:
         answers = np.concatenate([serving.answer(http_json(base + serving.predict_path, serving.request(row.tolist()))) for row in rows])
         max_abs_diff = float(np.abs(answers - expected).max())
         if max_abs_diff > 1e-5:
             raise LutnetError(f"{name} answers differ from onnxruntime", expected="max |diff| <= 1e-5", got=max_abs_diff)
-        port = int(base.rsplit(":", 1)[1])
+        server = (port, serving_process(process.pid))
         loads = {
-            f"c{n}": run_wrk(load_pin, port, Scenario(f"peer_{name}_c{n}", name, serving.predict_path, body.name, n), body, JSON_HEADERS, duration_s)
+            f"c{n}": run_wrk(load_pin, server, Scenario(f"peer_{name}_c{n}", name, serving.predict_path, body.name, n), body, JSON_HEADERS, duration_s)
             for n in concurrencies
         }
     return {"peer": name, "route": serving.predict_path, "max_abs_diff_vs_ort": max_abs_diff, **loads}
@@ -194,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def smoke(args: argparse.Namespace) -> dict[str, object]:
+    if shutil.which("wrk") is None:
+        raise LutnetError("the serving peers are loaded with wrk", expected="wrk on PATH (apt-get install wrk)", got="none")
     WORK.mkdir(parents=True, exist_ok=True)
     setup = [ensure(peer) for peer in tqdm(PEERS.values(), desc="peer environments")]
     split = sklearn_digits(args.seed)
