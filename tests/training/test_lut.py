@@ -227,3 +227,14 @@ def test_no_tensor_of_batch_times_channels_times_bins_is_saved() -> None:
 def test_wrong_input_shape_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"expected \[B, 3\]"):
         LUTActivation(3)(torch.zeros(2, 4))
+
+
+def test_loading_new_ranges_is_seen_by_the_next_call() -> None:
+    """The cached grid follows lo/hi through load_state_dict (in-place copies), as the reference says."""
+    layer, other = random_layer("linear", "linear", False), random_layer("linear", "linear", False, seed=5)
+    with torch.no_grad():
+        other.lo.sub_(1.0)
+    x = away_from_knots(layer, (8, 3))
+    layer(x)
+    layer.load_state_dict(other.state_dict())
+    np.testing.assert_allclose(layer(x).detach().numpy(), reference(other, x), rtol=1e-14, atol=1e-14)

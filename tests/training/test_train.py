@@ -53,6 +53,16 @@ def test_short_digits_run_beats_chance_and_writes_a_complete_checkpoint(tmp_path
     assert [h["epoch"] for h in history(out)] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
+def test_default_settings_train_a_good_digits_model_in_under_a_minute(tmp_path: Path) -> None:
+    """The defaults (LUT-MLP 256,256) reach at least 96% test accuracy on digits within a minute of training."""
+    out = tmp_path / "run"
+    assert train("--out", str(out), "--threads", "1", "--quiet") == 0
+    info = read_checkpoint(out).info
+    assert info["metrics"]["test"]["accuracy"] >= 0.96
+    assert info["training"]["seconds"] < 60
+
+
 def test_regression_csv_run_predicts_in_target_units(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3))
@@ -209,6 +219,13 @@ def test_invalid_flags_exit_2_with_an_argparse_error(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as exit_info:
         train(*arguments)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train("--out", str(tmp_path / "run"), "--device", "cuda") == 2
+    assert "--device cuda: expected a CUDA-capable torch and GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_console_script_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
