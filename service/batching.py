@@ -39,10 +39,26 @@ class MicroBatcher:
 
     One worker task takes whole requests in arrival order, concatenates their inputs along the batch
     axis, runs them once and hands each request its own rows, so results equal unbatched ones.
+
+    With ``run_when_idle`` (for models computing off the event loop) and no queue delay, a request to an
+    idle model with nothing queued runs at once without the hop through the worker; requests that
+    arrive while it computes queue and are merged into the next call.
     """
 
-    def __init__(self, execute: Execute, *, label: str, max_batch_size: int, max_delay_us: int, max_queue_size: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        execute: Execute,
+        *,
+        label: str,
+        max_batch_size: int,
+        max_delay_us: int,
+        max_queue_size: int,
+        timeout_s: float,
+        run_when_idle: bool = False,
+    ) -> None:
         self._execute = execute
+        self._run_when_idle = run_when_idle and max_delay_us == 0
+        self._busy = False
         self._label = label
         self._max_batch_size = max_batch_size
         self._max_delay_ns = max_delay_us * 1000
@@ -64,6 +80,9 @@ class MicroBatcher:
             raise Unavailable(f"model {self._label} is shutting down; retry")
         if len(self._pending) >= self._max_queue_size:
             raise Unavailable(f"batching queue of model {self._label}", expected=f"at most {self._max_queue_size} waiting requests", got="a full queue")
+        if self._run_when_idle and not self._busy and not self._pending:
+            outputs, compute_ns = await self._computing(inputs)
+            return BatchResult(outputs, 0, compute_ns, rows)
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(inputs, rows, future, time.perf_counter_ns()))
         self._queued_rows += rows
@@ -78,10 +97,19 @@ class MicroBatcher:
         if self._worker is not None:
             await self._worker
 
+    async def _computing(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+        """``execute`` with the model marked busy, so requests arriving meanwhile queue; the worker is woken after."""
+        self._busy = True
+        try:
+            return await self._execute(feeds)
+        finally:
+            self._busy = False
+            self._arrived.set()
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending or not self._closed:
-            if not self._pending:
+            if not self._pending or self._busy:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
@@ -117,7 +145,7 @@ class MicroBatcher:
         try:
             names = batch[0].inputs.keys()
             feeds = batch[0].inputs if len(batch) == 1 else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
-            outputs, compute_ns = await self._execute(feeds)
+            outputs, compute_ns = await self._computing(feeds)
         except Exception as exc:  # the whole batch failed together: every request in it gets the error, the worker goes on
             for item in batch:
                 if not item.future.done():

@@ -160,6 +160,7 @@ class LoadedModel:
                 max_delay_us=self.policy.max_queue_delay_us,
                 max_queue_size=self.policy.max_queue_size,
                 timeout_s=self.policy.request_timeout_s,
+                run_when_idle=self._executor is not None,
             )
             self.batcher.start()
 

@@ -109,3 +109,27 @@ def test_a_failed_call_fails_every_request_of_its_batch() -> None:
         await batcher.close()
 
     asyncio.run(scenario())
+
+
+def test_an_idle_model_runs_at_once_and_merges_what_arrives_while_it_computes() -> None:
+    calls: list[int] = []
+
+    async def execute(feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+        calls.append(len(feeds["x"]))
+        await asyncio.sleep(0.05)  # computing off the event loop
+        return [feeds["x"] * 2 + 1], 1000
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(execute, label="m v1", max_batch_size=8, max_delay_us=0, max_queue_size=8, timeout_s=5, run_when_idle=True)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit({"x": np.zeros((1, 3))}, 1))
+        await asyncio.sleep(0.01)
+        later = [asyncio.create_task(batcher.submit({"x": np.full((1, 3), i)}, 1)) for i in range(1, 6)]
+        assert (await first).queue_ns == 0 and calls[0] == 1
+        results = await asyncio.gather(*later)
+        assert calls == [1, 5] and {r.batch_rows for r in results} == {5}
+        for i, result in enumerate(results, start=1):
+            np.testing.assert_array_equal(result.outputs[0], np.full((1, 3), 2 * i + 1))
+        await batcher.close()
+
+    asyncio.run(scenario())
