@@ -42,7 +42,7 @@ DEPTH = 2  # lutnet's default MLP depth (hidden=(256, 256)); only the width chan
 LUTNET_MODELS = {"lut": "lut", "relu": "relu", "gelu": "gelu"}  # model name -> --activation
 EXPORT_MODES = ("linear", "nearest")
 LEARNING_PEERS = ("pykan", "deepsplines", "inkan")
-PEER_SECONDS = {"mnist5k": 60.0}  # training-time cap per peer run (the peers' own early stop keeps the best epoch)
+PEER_SECONDS = {"mnist5k": 40.0}  # training-time cap per peer run (the peers' own early stop keeps the best epoch)
 DEFAULT_PEER_SECONDS = 20.0
 PEER_EPOCHS = 60
 
@@ -97,7 +97,7 @@ def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any],
         scores[mode or config.activation] = {"test": score(onnx_output(exported.model, data.X_test), data.y_test, data.task),
                                              "val": score(onnx_output(exported.model, data.X_val), data.y_val, data.task),
                                              "nodes": exported.nodes}
-    return {"width": width, "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"], "onnx": scores}
+    return {"hidden": list(config.hidden), "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"], "onnx": scores}
 
 
 def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
@@ -111,13 +111,13 @@ def lutnet_rows(name: str, run: dict[str, Any], task: str) -> list[dict[str, Any
     rows = []
     for variant, scores in run["onnx"].items():
         model = f"{name}_{variant}" if name == "lut" else name
-        rows.append({"model": model, "width": run["width"], "params": run["params"], "epochs": run["epochs"],
+        rows.append({"model": model, "hidden": run["hidden"], "params": run["params"], "epochs": run["epochs"],
                      "test": scores["test"], "val": scores["val"], "nodes": scores["nodes"]})
     return rows
 
 
 def peer_row(result: dict[str, Any]) -> dict[str, Any]:
-    return {"model": result["peer"], "width": result["width"], "params": result["params"], "epochs": result["epochs"],
+    return {"model": result["peer"], "hidden": result["layers"][1:-1], "params": result["params"], "epochs": result["epochs"],
             "test": result["test"], "val": result["val"], "seconds_per_epoch": result["seconds_per_epoch"]}
 
 
@@ -156,7 +156,7 @@ def summarize_rows(rows: list[dict[str, Any]], tasks: dict[str, str]) -> list[di
             summary.append({
                 "dataset": dataset, "task": task, "metric": key, "model": model, "seeds": len(values),
                 "mean": means[model], "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "params": statistics.fmean(r["params"] for r in group), "width": group[0]["width"],
+                "params": statistics.fmean(r["params"] for r in group), "hidden": group[0]["hidden"],
                 "minus_relu": means[model] - means["relu"] if "relu" in means else None,
             })
     return summary

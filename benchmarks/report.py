@@ -117,12 +117,12 @@ def accuracy_section(results: Results) -> str:
         for name in ordered(list(models)):
             entry = models[name]
             gap = "" if relu is None else f"{entry['mean'] - relu['mean']:+.4f}"
-            rows.append([name, metric_cell(entry), f"{entry['params']:.0f}", entry["width"], gap, verdict(entry, relu) if relu else ""])
+            rows.append([name, metric_cell(entry), f"{entry['params']:.0f}", "x".join(map(str, entry["hidden"])), gap, verdict(entry, relu) if relu else ""])
         metric = next(iter(models.values()))["metric"]
         budget = settings["budgets"].get(dataset, "?")
         better = "lower is better" if metric == "rmse" else "higher is better"
         parts.append(f"### {dataset} (budget {budget} parameters, test {metric}, {better})\n\n"
-                     + table(["model", metric, "params", "width", "vs ReLU", "verdict"], rows))
+                     + table(["model", metric, "params", "hidden", "vs ReLU", "verdict"], rows))
     parts.append("![accuracy](results/accuracy.png)")
     return "\n\n".join(parts)
 

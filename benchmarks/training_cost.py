@@ -63,7 +63,7 @@ def peer_epochs(dataset: str, epochs: int) -> dict[str, dict[str, Any]]:
     for name in LEARNING_PEERS:
         ensure(PEERS[name])
         result = run_learning_peer(PEERS[name], split_path, params=BUDGETS[dataset], seed=0, max_epochs=epochs, max_seconds=1e9)
-        reports[name] = {"median": result["seconds_per_epoch"], "n": result["epochs"], "params": result["params"], "width": result["width"]}
+        reports[name] = {"median": result["seconds_per_epoch"], "n": result["epochs"], "params": result["params"], "hidden": result["layers"][1:-1]}
     return reports
 
 
