@@ -3,7 +3,7 @@
 ``python -m benchmarks.serve_speed [--duration 3] [--repeats 3]`` exports a digits-shaped lutnet model
 (MLP 64-256-256-10 with 64-bin LUT activations, random weights: speed does not depend on their values),
 starts every server at once on 127.0.0.1 pinned to one core, and loads one at a time from ``wrk`` pinned
-to another core, rounds interleaved so drift hits every scenario alike. Scenarios: the bare endpoint;
+to another core, rounds interleaved so drift hits every scenario alike. Scenarios: the bare endpoint and
 v2 JSON batch 1 at concurrency 1/8/64; /v1 predict; JSON vs binary tensors at batch 256; batching on vs
 off and inline vs threaded execution at concurrency 1 and 64. Servers are stopped by PID. Writes
 ``benchmarks/results/serve_speed.json`` (medians, every run, targets). Needs ``wrk`` (``apt-get install wrk``).
@@ -78,6 +78,8 @@ SERVERS = {  # name -> extra flags of `lutnet serve` (None: the bare FastAPI app
 }
 SCENARIOS = [
     Scenario("bare_c1", "bare", "/constant", "json_b1", 1),
+    Scenario("bare_c8", "bare", "/constant", "json_b1", 8),
+    Scenario("bare_c64", "bare", "/constant", "json_b1", 64),
     Scenario("v2_json_b1_c1", "lutnet", INFER, "json_b1", 1),
     Scenario("v2_json_b1_c8", "lutnet", INFER, "json_b1", 8),
     Scenario("v2_json_b1_c64", "lutnet", INFER, "json_b1", 64),
@@ -253,6 +255,7 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
     rps = {name: values["requests_per_second"] for name, values in summary.items()}
     ratios = {
         "json_c1_vs_bare": rps["v2_json_b1_c1"] / rps["bare_c1"],
+        "json_c64_vs_bare": rps["v2_json_b1_c64"] / rps["bare_c64"],
         "p99_c64_ms": summary["v2_json_b1_c64"]["p99_ms"],
         "binary_vs_json_b256": rps["v2_binary_b256_c1"] / rps["v2_json_b256_c1"],
         "batching_on_vs_off_c1": rps["batching_v2_json_b1_c1"] / rps["v2_json_b1_c1"],
