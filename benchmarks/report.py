@@ -82,9 +82,10 @@ def verdict(entry: dict[str, Any], relu: dict[str, Any]) -> str:
     higher_is_better = entry["metric"] != "rmse"
     gap = entry["mean"] - relu["mean"]
     noise = math.sqrt(entry["std"] ** 2 / entry["seeds"] + relu["std"] ** 2 / relu["seeds"])
-    if abs(gap) <= noise:
+    if gap == 0 or (abs(gap) <= noise and min(entry["seeds"], relu["seeds"]) > 1):
         return "tie (within noise)"
-    return "**wins**" if (gap > 0) == higher_is_better else "**loses**"
+    word = "**wins**" if (gap > 0) == higher_is_better else "**loses**"
+    return word if min(entry["seeds"], relu["seeds"]) > 1 else f"{word} (1 seed, no spread)"
 
 
 def accuracy_entries(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -143,7 +144,8 @@ def accuracy_headline(results: Results) -> str:
             if entry is None:
                 cells.append("")
                 continue
-            mark = {"**loses**": " (loses)", "**wins**": " (wins)"}.get(verdict(entry, per["relu"]) if "relu" in per else "", "")
+            said = verdict(entry, per["relu"]) if "relu" in per else ""
+            mark = " (loses)" if "loses" in said else " (wins)" if "wins" in said else ""
             cells.append(metric_cell(entry) + mark)
         rows.append([model, *cells])
     return table(header, rows)
