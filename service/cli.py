@@ -46,10 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lutnet serve",
         description="Serve every model of a Triton-layout repository (DIR/<model>/<version>/model.onnx) over HTTP: "
         "Open Inference Protocol v2 under /v2, a simple /v1/models/<model>:predict, Prometheus /metrics, docs at /docs. "
-        "Every flag also reads from the environment as LUTNET_<SETTING> (flags win); LUTNET_API_TOKEN guards load/unload.",
+        "Each flag can also be set by the environment variable in brackets (the flag wins); LUTNET_API_TOKEN guards load/unload.",
     )
-    add = parser.add_argument
-    add("--repository", type=Path, help="model repository directory (LUTNET_REPOSITORY)")
+
+    def add(flag: str, **options: object) -> None:
+        setting = FLAGS[flag.removeprefix("--").replace("-", "_")]
+        options["help"] = f"{options['help']} [LUTNET_{setting.upper()}]"
+        parser.add_argument(flag, **options)  # type: ignore[arg-type]
+
+    add("--repository", type=Path, help="model repository directory")
     add("--host", help="address to listen on (default 127.0.0.1)")
     add("--port", type=int, help="port (default 8000)")
     add("--workers", type=int, help="server processes (default 1)")

@@ -23,6 +23,11 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert (flags.port, flags.batching, flags.intra_op_threads, flags.poll_seconds, flags.execution) == (9001, False, 2, 1.5, "thread")
 
 
+def test_help_names_the_environment_variable_of_every_flag() -> None:
+    text = build_parser().format_help()
+    assert "[LUTNET_POLL_SECONDS]" in text and "[LUTNET_INTRA_OP_THREADS]" in text and "[LUTNET_MAX_QUEUE_DELAY_US]" in text
+
+
 def test_explicit_settings_travel_to_workers_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(port=9100, batching=True, api_token="t0ken", repository=Path("models"))
     for key, value in settings.to_environment().items():
