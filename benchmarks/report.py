@@ -401,23 +401,31 @@ def replace_between_markers(text: str, snippet: str) -> str:
     return text[: start + len(START_MARKER)] + "\n" + snippet.strip() + "\n" + text[end:]
 
 
-def update_readme(path: str | os.PathLike[str], snippet: str) -> None:
-    """Replace the README's results snippet in place, atomically."""
-    path = Path(path)
+def updated_readme(path: str | os.PathLike[str], snippet: str) -> str:
+    """The README's text with its results snippet replaced (nothing is written)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise LutnetError(f"README {path}", expected="a readable Markdown file", got=error.strerror or str(error)) from None
-    write_text_atomic(path, replace_between_markers(text, snippet))
+    return replace_between_markers(text, snippet)
+
+
+def update_readme(path: str | os.PathLike[str], snippet: str) -> None:
+    """Replace the README's results snippet in place, atomically."""
+    write_text_atomic(path, updated_readme(path, snippet))
 
 
 def write_report(results_dir: Path = RESULTS_DIR, out: Path = RESULTS_MD, readme: Path | None = None) -> list[Path]:
-    """Plots, RESULTS.md and (with ``readme``) the README snippet; returns the files written."""
+    """Plots, RESULTS.md and (with ``readme``) the README snippet; returns the files written.
+
+    The README is checked before anything is written, so a README without markers leaves every file as it was.
+    """
     results = load_results(results_dir)
+    readme_text = None if readme is None else updated_readme(readme, render_readme_snippet(results))
     written = draw_plots(results, results_dir)
     write_text_atomic(out, render_results(results))
     written.append(out)
     if readme is not None:
-        update_readme(readme, render_readme_snippet(results))
+        write_text_atomic(readme, readme_text)
         written.append(readme)
     return written

@@ -1,0 +1,106 @@
+"""The report renderer: tables from small fake results files, verdicts against ReLU, plots, and the README markers."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import report
+from lutnet.errors import LutnetError
+
+MACHINE = {"date": "2026-01-01T00:00:00+00:00", "cpu": "Test CPU", "cores": 2, "python": "3.11"}
+
+
+def summary(dataset, model, mean, std, metric="accuracy", seeds=5, hidden=(10, 10)):
+    return {"dataset": dataset, "task": "regression" if metric == "rmse" else "classification", "metric": metric, "model": model,
+            "seeds": seeds, "mean": mean, "std": std, "params": 1000.0, "hidden": list(hidden), "minus_relu": None}
+
+
+def fake_results():
+    accuracy = {"suite": "accuracy", "machine": MACHINE,
+                "settings": {"seeds": [0, 1, 2, 3, 4], "budgets": {"digits": 1000, "diabetes": 1000}, "parameter_count": "weights and tables"},
+                "summary": [summary("digits", "lut_linear", 0.9111, 0.001), summary("digits", "relu", 0.9555, 0.001),
+                            summary("digits", "pykan", 0.9556, 0.01), summary("diabetes", "lut_linear", 50.25, 0.1, "rmse"),
+                            summary("diabetes", "relu", 60.75, 0.1, "rmse")]}
+    timing = lambda seconds: {"median": seconds, "p10": seconds, "p90": seconds, "n": 10}  # noqa: E731
+    inference = {"suite": "inference", "machine": MACHINE, "settings": {"dataset": "digits", "budget": 1000, "threads": [1]},
+                 "graphs": {"relu": {"nodes": 6}, "lut_linear": {"nodes": 16}},
+                 "runs": [{"batch": b, "threads": 1, "timings_s": {"relu": timing(b * 1e-6), "lut_linear": timing(b * 3e-6)},
+                           "ratio_to_relu": {"relu": 1.0, "lut_linear": 3.0}} for b in (1, 1024)]}
+    load = lambda rps: {"requests_per_second": rps, "p50_ms": 0.5, "p95_ms": 0.9, "p99_ms": 1.5, "errors": 0}  # noqa: E731
+    serve_speed = {"suite": "serve_speed", "machine": MACHINE, "medians": {"v2_json_b1_c1": load(7777.0), "bare_c1": load(9999.0)}}
+    serving_peers = {"suite": "serving_peers", "machine": MACHINE, "serving": [{"peer": "kserve", "c1": load(1111.0)}]}
+    return {"accuracy": accuracy, "inference": inference, "serve_speed": serve_speed, "serving_peers": serving_peers}
+
+
+def write_fake(folder):
+    for suite, content in fake_results().items():
+        (folder / f"{suite}.json").write_text(json.dumps(content))
+
+
+def test_accuracy_tables_carry_every_number_and_say_where_lutnet_loses():
+    text = report.render_results(fake_results())
+    assert "0.9111 ± 0.0010" in text and "0.9555 ± 0.0010" in text
+    digits = text.split("### digits")[1].split("###")[0]
+    assert "| lut_linear | 0.9111 ± 0.0010 | 1000 | 10x10 | -0.0444 | **loses** |" in digits
+    assert "| pykan | 0.9556 ± 0.0100 | 1000 | 10x10 | +0.0001 | tie (within noise) |" in digits
+    diabetes = text.split("### diabetes")[1].split("##")[0]
+    assert "lower is better" in diabetes and "**wins**" in diabetes  # a lower RMSE wins
+
+
+def test_single_seed_verdicts_say_there_is_no_spread():
+    entry, relu = summary("d", "lut_linear", 0.5, 0.0, seeds=1), summary("d", "relu", 0.6, 0.0, seeds=1)
+    assert report.verdict(entry, relu) == "**loses** (1 seed, no spread)"
+
+
+def test_missing_suites_are_named_with_the_command_that_measures_them():
+    text = report.render_results({})
+    for command in ("python -m benchmarks accuracy", "python -m benchmarks inference", "python -m benchmarks training",
+                    "python -m benchmarks serving", "python -m benchmarks shapes"):
+        assert command in text
+
+
+def test_inference_and_serving_numbers_come_from_the_files():
+    text = report.render_results(fake_results())
+    assert "| lut_linear | 16 | 3 us (3.00x) | 3.07 ms (3.00x) |" in text
+    assert "| lutnet serve | 1 | 7777 | 0.50 | 0.90 | 1.50 |" in text and "| kserve | 1 | 1111 |" in text
+    assert "| 1 | 7.00x | met |" in text  # lutnet / KServe req/s against the 3x target
+
+
+def test_duration_picks_a_readable_unit():
+    assert [report.duration(s) for s in (4.7e-6, 219e-6, 6.9e-3, 1.2)] == ["4.7 us", "219 us", "6.9 ms", "1.2 s"]
+
+
+def test_write_report_renders_markdown_plots_and_readme(tmp_path):
+    write_fake(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# project\n\n## Results\n{report.START_MARKER}\nold text\n{report.END_MARKER}\n\n## After\n")
+    written = report.write_report(tmp_path, tmp_path / "RESULTS.md", readme)
+    assert {p.name for p in written} == {"accuracy.png", "inference.png", "RESULTS.md", "README.md"}
+    assert all(p.stat().st_size > 0 for p in written)
+    updated = readme.read_text()
+    assert "old text" not in updated and updated.endswith("## After\n") and updated.startswith("# project\n")
+    assert "0.9111 ± 0.0010 (loses)" in updated and "7777" in updated
+
+
+def test_markers_replacement_keeps_the_markers_and_is_idempotent():
+    text = f"a\n{report.START_MARKER}\nx\n{report.END_MARKER}\nb\n"
+    once = report.replace_between_markers(text, "new")
+    assert once == f"a\n{report.START_MARKER}\nnew\n{report.END_MARKER}\nb\n"
+    assert report.replace_between_markers(once, "new") == once
+
+
+@pytest.mark.parametrize("text", ["no markers", f"{report.END_MARKER} then {report.START_MARKER}"])
+def test_readme_without_markers_is_an_error_and_stays_untouched(tmp_path, text):
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    with pytest.raises(LutnetError, match="results markers"):
+        report.update_readme(readme, "snippet")
+    assert readme.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
+def test_unreadable_results_file_is_named(tmp_path):
+    (tmp_path / "accuracy.json").write_text("{not json")
+    with pytest.raises(LutnetError, match="accuracy.json"):
+        report.load_results(tmp_path)
