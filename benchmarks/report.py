@@ -287,25 +287,31 @@ def shapes_section(results: Results) -> str:
 # --- tuning -----------------------------------------------------------------------------------------------
 
 def tuning_section(results: Results) -> str:
-    result = results.get("tuning")
-    if result is None:
+    """Every ``tuning*.json`` (one per study), candidates per data set with their gap to the LUT default."""
+    studies = {suite: result for suite, result in sorted(results.items()) if suite.startswith("tuning")}
+    if not studies:
         return "## Tuning of the LUT defaults\n\n" + missing("tuning")
     parts = ["## Tuning of the LUT defaults (validation split only)",
-             "One setting changed at a time from the `lutnet train` defaults, each candidate re-sized to the data set's budget, "
-             f"mean ± std of the validation metric over seeds {result['settings']['seeds']}. The test split is never read.",
-             measured_on(result)]
-    by_dataset: dict[str, list[dict[str, Any]]] = {}
-    for candidate in result["candidates"]:
-        by_dataset.setdefault(candidate["dataset"], []).append(candidate)
-    for dataset, candidates in by_dataset.items():
-        default = next((c for c in candidates if c["candidate"] == "lut_default"), None)
-        rows = []
-        for c in candidates:
-            gap = "" if default is None else f"{c['val_mean'] - default['val_mean']:+.4f}"
-            width = c["runs"][0]["width"]
-            rows.append([c["candidate"], json.dumps(c["overrides"]), width, f"{c['val_mean']:.4f} ± {c['val_std']:.4f}", f"{c['val_loss_mean']:.4f}", gap])
-        parts.append(f"### {dataset}\n\n" + table(["candidate", "change", "width", f"val {candidates[0]['metric']}", "val loss", "vs LUT default"], rows))
+             "One setting changed at a time from the `lutnet train` defaults (or a pair, marked `+`), each candidate re-sized to the "
+             "data set's budget, mean ± std of the validation metric over the seeds shown. The test split is never read."]
+    for suite, result in studies.items():
+        parts.append(f"{measured_on(result)} (`{suite}.json`, seeds {result['settings']['seeds']})")
+        by_dataset: dict[str, list[dict[str, Any]]] = {}
+        for candidate in result["candidates"]:
+            by_dataset.setdefault(candidate["dataset"], []).append(candidate)
+        for dataset, candidates in by_dataset.items():
+            parts.append(f"### {dataset} ({suite})\n\n" + tuning_table(candidates))
     return "\n\n".join(parts)
+
+
+def tuning_table(candidates: list[dict[str, Any]]) -> str:
+    default = next((c for c in candidates if c["candidate"] == "lut_default"), None)
+    rows = []
+    for c in candidates:
+        gap = "" if default is None else f"{c['val_mean'] - default['val_mean']:+.4f}"
+        rows.append([c["candidate"], json.dumps(c["overrides"]), c["runs"][0]["width"], f"{c['val_mean']:.4f} ± {c['val_std']:.4f}",
+                     f"{c['val_loss_mean']:.4f}", gap])
+    return table(["candidate", "change", "width", f"val {candidates[0]['metric']}", "val loss", "vs LUT default"], rows)
 
 
 # --- plots ------------------------------------------------------------------------------------------------
