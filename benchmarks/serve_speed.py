@@ -287,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     repository = export_digits(WORK / "digits")
     files = bodies(WORK)
     server_pin, client_pin = cores()
+    load_before = os.getloadavg()
     runs: dict[str, list[dict[str, Any]]] = {scenario.name: [] for scenario in SCENARIOS}
     with running_servers(repository, server_pin) as servers:
         for scenario in SCENARIOS:
@@ -311,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "client": wrk_version,
                 "duration_s": args.duration,
                 "repeats": args.repeats,
+                "load_average_before_after": [load_before, os.getloadavg()],  # other jobs on the machine make the numbers noisy
             },
             "medians": summary,
             **derived(summary),
