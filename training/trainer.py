@@ -156,6 +156,9 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
     bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc=f"train {data.name}", unit="epoch",
                disable=config.quiet or not dist.writer, file=sys.stderr)
     for epoch in bar:
+        # checked first, so a resumed run that had already stopped early does not train on
+        if epoch - best["epoch"] >= config.patience or (config.stop_after is not None and ran >= config.stop_after):
+            break
         seconds = time.perf_counter()
         batches = epoch_batches(len(X["train"]), config.batch_size, config.seed, epoch, dist)
         train_loss = train_epoch(wrapped, model, optimizer, scheduler, X["train"], y["train"], batches, config.smoothness, dist.world)
@@ -173,8 +176,6 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
                 fh.write(json.dumps(history[-1]) + "\n")
             save_state(out, config, model, optimizer, scheduler, history, best)
         ran += 1
-        if epoch + 1 - best["epoch"] >= config.patience or (config.stop_after is not None and ran >= config.stop_after):
-            break
     bar.close()
     finished = len(history) >= config.epochs or len(history) - best["epoch"] >= config.patience
     if not finished:

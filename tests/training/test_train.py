@@ -63,6 +63,17 @@ def test_default_settings_train_a_good_digits_model_in_under_a_minute(tmp_path: 
     assert info["training"]["seconds"] < 60
 
 
+def test_early_stopping_keeps_the_best_validation_weights(tmp_path: Path) -> None:
+    """With patience 2 the run stops 2 epochs after its best validation loss and keeps that epoch's weights."""
+    out = tmp_path / "run"
+    assert train("--out", str(out), "--epochs", "40", "--patience", "2", *FAST) == 0
+    checkpoint, epochs = read_checkpoint(out), history(out)
+    best = min(epochs, key=lambda h: h["val_loss"])
+    assert len(epochs) < 40 and len(epochs) == best["epoch"] + 2 == checkpoint.info["training"]["epochs_run"]
+    assert checkpoint.info["training"]["best_epoch"] == best["epoch"]
+    assert checkpoint.info["metrics"]["val"]["loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+
+
 def test_regression_csv_run_predicts_in_target_units(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3))
