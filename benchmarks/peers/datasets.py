@@ -1,8 +1,14 @@
-"""The .npz hand-over of one data set split to the peer runners, so every model sees the same rows."""
+"""The .npz hand-over of one data set split to the peer runners, so every model sees the same rows.
+
+``python -m benchmarks.peers.datasets NAME OUT.npz [--seed S]`` writes the split ``training.data.load_dataset`` makes.
+"""
 from __future__ import annotations
 
+import argparse
 import io
 import os
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -105,3 +111,23 @@ def sklearn_digits(seed: int = 0) -> SplitArrays:
     X_val, X_test, y_val, y_test = train_test_split(X_rest, y_rest, test_size=0.5, random_state=seed, stratify=y_rest)
     dataset = SplitArrays("digits", "classification", X_train, y_train, X_val, y_val, X_test, y_test)
     return split_arrays(dataset)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers.datasets", description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="a data set training.data.load_dataset knows, or a CSV path")
+    parser.add_argument("out", help="the .npz to write")
+    parser.add_argument("--seed", type=int, default=0, help="split seed")
+    args = parser.parse_args(argv)
+    from training.data import load_dataset
+
+    try:
+        write_npz(split_arrays(load_dataset(args.name, seed=args.seed)), args.out)
+    except DataError as error:
+        print(f"benchmarks.peers.datasets: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -38,7 +38,7 @@ class RunConfig:
     split: Path
     target_params: int
     depth: int
-    seed: int
+    seeds: tuple[int, ...]
     max_epochs: int
     max_seconds: float
     batch_size: int
@@ -53,7 +53,7 @@ def parse_config(argv: Sequence[str] | None, description: str) -> RunConfig:
     parser.add_argument("split", type=Path, help=".npz written by benchmarks.peers.datasets.write_npz")
     parser.add_argument("--params", type=int, default=20_000, help="target trainable parameter count (hit within +-5%%)")
     parser.add_argument("--depth", type=int, default=1, help="hidden layers, all of the width that meets the budget")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training run per seed, in one process")
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop after the epoch that crosses this training time")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -61,7 +61,9 @@ def parse_config(argv: Sequence[str] | None, description: str) -> RunConfig:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--onnx-out", type=Path, default=None, help="export the trained model here with torch.onnx.export")
     args = parser.parse_args(argv)
-    return RunConfig(args.split, args.params, args.depth, args.seed, args.max_epochs, args.max_seconds, args.batch_size, args.lr, args.threads, args.onnx_out)
+    return RunConfig(
+        args.split, args.params, args.depth, tuple(args.seeds), args.max_epochs, args.max_seconds, args.batch_size, args.lr, args.threads, args.onnx_out
+    )
 
 
 def trainable_parameters(model: nn.Module) -> int:
@@ -129,9 +131,9 @@ def loss_function(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Ten
     return lambda output, target: nn.functional.mse_loss(output.squeeze(-1), target)
 
 
-def train(model: ScaledModel, split: SplitArrays, config: RunConfig) -> TrainingReport:
+def train(model: ScaledModel, split: SplitArrays, config: RunConfig, seed: int) -> TrainingReport:
     """Adam on mini-batches; keeps the weights of the epoch with the best validation score (never looks at test)."""
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(seed)
     X = torch.as_tensor(split.X_train)
     y = torch.as_tensor(split.y_train)
     if split.task == "regression":
@@ -216,7 +218,7 @@ def versions(packages: Sequence[str]) -> dict[str, str]:
 
 
 def run_peer(peer: str, build: ModelBuilder, packages: Sequence[str], argv: Sequence[str] | None = None) -> int:
-    """Size, train, score and export one peer model; print the result as JSON. Returns the exit status."""
+    """Size, train (once per seed), score and export one peer model; print the result as JSON. Returns the exit status."""
     config = parse_config(argv, f"Train the {peer} peer on a .npz split and report JSON.")
     try:
         with contextlib.redirect_stdout(sys.stderr):  # libraries and the exporter print progress; stdout carries only the JSON
@@ -229,26 +231,34 @@ def run_peer(peer: str, build: ModelBuilder, packages: Sequence[str], argv: Sequ
 
 
 def run(peer: str, build: ModelBuilder, packages: Sequence[str], config: RunConfig) -> dict[str, object]:
+    """Every seed in one process (the libraries take seconds to import); the first seed's model is the one exported."""
     torch.set_num_threads(config.threads)
     split = read_npz(config.split)
-    width = width_for_budget(build, split.n_features, split.n_outputs, config.target_params, config.depth)
-    torch.manual_seed(config.seed)
-    model = ScaledModel(build(layer_widths(split.n_features, width, config.depth, split.n_outputs), config.seed), split)
-    report = train(model, split, config)
+    widths = layer_widths(split.n_features, width_for_budget(build, split.n_features, split.n_outputs, config.target_params, config.depth),
+                          config.depth, split.n_outputs)
+    models, runs = [], []
+    for seed in config.seeds:
+        torch.manual_seed(seed)
+        model = ScaledModel(build(widths, seed), split)
+        report = train(model, split, config, seed)
+        models.append(model)
+        runs.append({
+            "seed": seed,
+            **asdict(report),
+            "val": score(predict(model, split.X_val), split.y_val, split.task),
+            "test": score(predict(model, split.X_test), split.y_test, split.task),
+        })
     result: dict[str, object] = {
         "peer": peer,
         "dataset": split.name,
         "task": split.task,
-        "seed": config.seed,
-        "layers": layer_widths(split.n_features, width, config.depth, split.n_outputs),
-        "params": trainable_parameters(model),
+        "layers": widths,
+        "params": trainable_parameters(models[0]),
         "target_params": config.target_params,
-        **asdict(report),
-        "val": score(predict(model, split.X_val), split.y_val, split.task),
-        "test": score(predict(model, split.X_test), split.y_test, split.task),
+        "runs": runs,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "versions": versions(packages),
     }
     if config.onnx_out is not None:
-        result["onnx"] = export_onnx(model, split, config.onnx_out)
+        result["onnx"] = export_onnx(models[0], split, config.onnx_out)
     return result

@@ -44,10 +44,10 @@ SERVED_HIDDEN = 266  # 64-266-10 ReLU MLP: 19,956 parameters, the size of the le
 LEARNING_PEERS = [peer for peer in PEERS.values() if peer.role == "learning"]
 
 
-def run_learning_peer(peer: Peer, split_path: Path, *, params: int, seed: int, max_epochs: int, max_seconds: float) -> dict[str, object]:
-    """Train one peer in its own environment; its runner prints one JSON object."""
+def run_learning_peer(peer: Peer, split_path: Path, *, params: int, seeds: Sequence[int], max_epochs: int, max_seconds: float) -> dict[str, object]:
+    """Train one peer in its own environment, once per seed; its runner prints one JSON object."""
     command = [
-        str(peer.python), "-m", f"benchmarks.peers.run_{peer.name}", str(split_path), "--params", str(params), "--seed", str(seed),
+        str(peer.python), "-m", f"benchmarks.peers.run_{peer.name}", str(split_path), "--params", str(params), "--seeds", *map(str, seeds),
         "--max-epochs", str(max_epochs), "--max-seconds", str(max_seconds), "--onnx-out", str(WORK / f"{peer.name}.onnx"),
     ]
     completed = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True)
@@ -186,7 +186,7 @@ def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, co
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers.smoke", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (the digits split is fixed)")
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--serve-onnx", type=Path, default=None, help="ONNX model taking digits' 64 raw features (default: a ReLU MLP)")
@@ -207,12 +207,12 @@ def smoke(args: argparse.Namespace) -> dict[str, object]:
         raise LutnetError("the serving peers are loaded with wrk", expected="wrk on PATH (apt-get install wrk)", got="none")
     WORK.mkdir(parents=True, exist_ok=True)
     setup = [ensure(peer) for peer in tqdm(PEERS.values(), desc="peer environments")]
-    split = sklearn_digits(args.seed)
+    split = sklearn_digits(seed=0)
     split_path = WORK / "digits.npz"
     write_npz(split, split_path)
     learning = []
     for peer in tqdm(LEARNING_PEERS, desc="learning peers"):
-        result = run_learning_peer(peer, split_path, params=args.params, seed=args.seed, max_epochs=args.max_epochs, max_seconds=args.max_seconds)
+        result = run_learning_peer(peer, split_path, params=args.params, seeds=args.seeds, max_epochs=args.max_epochs, max_seconds=args.max_seconds)
         if result["onnx"]["exported"]:
             path = Path(result["onnx"]["path"])
             result["onnx"]["latency_seconds_1_thread"] = {f"b{batch}": onnx_latency(path, batch, repeats=repeats) for batch, repeats in LATENCY_REPEATS.items()}

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from benchmarks.peers.datasets import ARRAY_NAMES, SplitArrays, read_npz, sklearn_digits, split_arrays, write_npz
+from benchmarks.peers.datasets import ARRAY_NAMES, SplitArrays, main, read_npz, sklearn_digits, split_arrays, write_npz
 from lutnet.errors import DataError
 
 
@@ -59,3 +59,19 @@ def test_missing_file_and_missing_array_are_data_errors(tmp_path):
     np.savez(tmp_path / "partial.npz", X_train=np.zeros((2, 2)))
     with pytest.raises(DataError, match="lacks an array"):
         read_npz(tmp_path / "partial.npz")
+
+
+def test_cli_writes_the_split_training_makes(tmp_path):
+    from training.data import load_dataset
+
+    assert main(["wine", str(tmp_path / "wine.npz"), "--seed", "2"]) == 0
+    written, expected = read_npz(tmp_path / "wine.npz"), load_dataset("wine", seed=2)
+    assert written.name == "wine" and written.task == "classification"
+    np.testing.assert_array_equal(written.X_test, expected.X_test.astype(np.float32))
+    np.testing.assert_array_equal(written.y_val, expected.y_val)
+
+
+def test_cli_names_a_bad_data_set_in_one_line_and_writes_nothing(tmp_path, capsys):
+    assert main(["no-such-set", str(tmp_path / "x.npz")]) == 2
+    assert capsys.readouterr().err.startswith("benchmarks.peers.datasets: error: data set: expected one of")
+    assert list(tmp_path.iterdir()) == []

@@ -56,17 +56,20 @@ def test_scaling_maps_the_training_range_to_minus_one_one_and_undoes_target_scal
 def test_run_trains_scores_and_exports_a_model_onnxruntime_agrees_with(tmp_path, capsys):
     split = sklearn_digits()
     write_npz(split, tmp_path / "digits.npz")
-    argv = [str(tmp_path / "digits.npz"), "--params", "5000", "--depth", "2", "--max-epochs", "8", "--onnx-out", str(tmp_path / "m.onnx")]
+    argv = [str(tmp_path / "digits.npz"), "--params", "5000", "--depth", "2", "--seeds", "4", "4", "--max-epochs", "8", "--onnx-out", str(tmp_path / "m.onnx")]
     assert run_peer("relu", relu_mlp, [], argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert abs(result["params"] - 5000) <= 250 and len(result["layers"]) == 4 and result["epochs"] == 8 and 1 <= result["best_epoch"] <= 8
-    assert result["test"]["accuracy"] > 0.85 and result["seconds_per_epoch"] > 0
+    assert abs(result["params"] - 5000) <= 250 and len(result["layers"]) == 4
+    first, again = result["runs"]
+    assert first["seed"] == again["seed"] == 4 and first["epochs"] == 8 and 1 <= first["best_epoch"] <= 8
+    assert first["test"]["accuracy"] > 0.85 and first["seconds_per_epoch"] > 0
+    assert (first["best_epoch"], first["val"], first["test"]) == (again["best_epoch"], again["val"], again["test"])  # a seed fixes the run
     assert result["onnx"]["exported"] and result["onnx"]["max_abs_diff_vs_torch"] < 1e-4
     assert result["onnx"]["op_types"].get("Gemm", 0) + result["onnx"]["op_types"].get("MatMul", 0) == 3
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     logits = session.run(None, {"input": split.X_test[:1]})[0]
     assert logits.shape == (1, 10)
-    assert (session.run(None, {"input": split.X_test})[0].argmax(axis=1) == split.y_test).mean() == pytest.approx(result["test"]["accuracy"])
+    assert (session.run(None, {"input": split.X_test})[0].argmax(axis=1) == split.y_test).mean() == pytest.approx(first["test"]["accuracy"])
 
 
 @pytest.mark.slow
@@ -79,9 +82,9 @@ def test_regression_is_scored_in_the_targets_units(tmp_path, capsys):
     split = split_arrays(SplitArrays("diabetes", "regression", X[:300], y[:300], X[300:370], y[300:370], X[370:], y[370:]))
     write_npz(split, tmp_path / "diabetes.npz")
     assert run_peer("relu", relu_mlp, [], [str(tmp_path / "diabetes.npz"), "--params", "2000", "--max-epochs", "30"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert set(result["test"]) == {"rmse", "r2"}
-    assert result["test"]["r2"] > 0.2 and 30 < result["test"]["rmse"] < float(np.std(y))
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert set(run["test"]) == {"rmse", "r2"}
+    assert run["test"]["r2"] > 0.2 and 30 < run["test"]["rmse"] < float(np.std(y))
 
 
 def test_bad_split_path_exits_2_with_one_line(tmp_path, capsys):
