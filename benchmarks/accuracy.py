@@ -42,8 +42,8 @@ DEPTH = 2  # lutnet's default MLP depth (hidden=(256, 256)); only the width chan
 LUTNET_MODELS = {"lut": "lut", "relu": "relu", "gelu": "gelu"}  # model name -> --activation
 EXPORT_MODES = ("linear", "nearest")
 LEARNING_PEERS = ("pykan", "deepsplines", "inkan")
-PEER_SECONDS = {"mnist5k": 40.0}  # training-time cap per peer run (the peers' own early stop keeps the best epoch)
-DEFAULT_PEER_SECONDS = 20.0
+PEER_SECONDS = {"mnist5k": 30.0}  # training-time cap per peer run (the peers' own early stop keeps the best epoch)
+DEFAULT_PEER_SECONDS = 12.0
 PEER_EPOCHS = 60
 
 
@@ -103,7 +103,7 @@ def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any],
 def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
     """One peer run in its own environment on the same split (benchmarks.peers runner)."""
     seconds = 5.0 if quick else PEER_SECONDS.get(data.name, DEFAULT_PEER_SECONDS)
-    return run_learning_peer(PEERS[peer], split_path, params=budget, seed=seed, max_epochs=PEER_EPOCHS, max_seconds=seconds)
+    return run_learning_peer(PEERS[peer], split_path, params=budget, seeds=[seed], max_epochs=PEER_EPOCHS, max_seconds=seconds)
 
 
 def lutnet_rows(name: str, run: dict[str, Any], task: str) -> list[dict[str, Any]]:
@@ -117,8 +117,10 @@ def lutnet_rows(name: str, run: dict[str, Any], task: str) -> list[dict[str, Any
 
 
 def peer_row(result: dict[str, Any]) -> dict[str, Any]:
-    return {"model": result["peer"], "hidden": result["layers"][1:-1], "params": result["params"], "epochs": result["epochs"],
-            "test": result["test"], "val": result["val"], "seconds_per_epoch": result["seconds_per_epoch"]}
+    """The row of a one-seed peer run."""
+    run = result["runs"][0]
+    return {"model": result["peer"], "hidden": result["layers"][1:-1], "params": result["params"], "epochs": run["epochs"],
+            "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
 
 
 def run_dataset(name: str, seeds: Sequence[int], budget: int, peers: Sequence[str], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
