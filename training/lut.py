@@ -118,17 +118,23 @@ class LUTActivation(nn.Module):
         """``lo``, step ``h`` and flat row offsets ``row (K+1)``, shaped to broadcast over ``x``.
 
         Cached until ``lo`` or ``hi`` change (tensor version counters see calibration, state loading
-        and DDP's buffer broadcasts), which saves a handful of small ops per call.
+        and DDP's buffer broadcasts), which saves a handful of small ops per call. Under
+        ``torch.inference_mode`` it is recomputed every call: inference tensors have no version counter,
+        and a grid made there could not be saved for a later backward pass.
         """
+        if torch.is_inference_mode_enabled() or self.lo.is_inference() or self.hi.is_inference():
+            return self._make_grid(x)
         key = (id(self.lo), self.lo._version, id(self.hi), self.hi._version, x.dtype, x.device, x.dim())
         if key != self._grid_key:
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            with torch.no_grad():
-                lo, hi = self.lo.to(x.dtype), self.hi.to(x.dtype)
-                offsets = torch.arange(len(lo), dtype=x.dtype, device=x.device) * (self.bins + 1)
-                self._grid = (lo.view(shape), ((hi - lo) / self.bins).view(shape), offsets.view(shape))
-            self._grid_key = key
+            self._grid, self._grid_key = self._make_grid(x), key
         return self._grid
+
+    @torch.no_grad()
+    def _make_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        lo, hi = self.lo.to(x.dtype), self.hi.to(x.dtype)
+        offsets = torch.arange(len(lo), dtype=x.dtype, device=x.device) * (self.bins + 1)
+        return lo.view(shape), ((hi - lo) / self.bins).view(shape), offsets.view(shape)
 
     def smoothness(self) -> torch.Tensor:
         """TV(2): L1 norm of the table's second differences (``lutnet.lut.second_difference_l1``)."""

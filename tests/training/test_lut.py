@@ -238,3 +238,17 @@ def test_loading_new_ranges_is_seen_by_the_next_call() -> None:
     layer(x)
     layer.load_state_dict(other.state_dict())
     np.testing.assert_allclose(layer(x).detach().numpy(), reference(other, x), rtol=1e-14, atol=1e-14)
+
+
+
+def test_inference_mode_call_does_not_spoil_later_training() -> None:
+    """A call under inference mode between training steps leaves the next backward pass working and exact."""
+    layer = random_layer("linear", "linear", False)
+    x = away_from_knots(layer, (8, 3))
+    layer(x).sum().backward()
+    with torch.inference_mode():
+        layer(x)
+    x.requires_grad_(True)
+    layer(x).sum().backward()
+    np.testing.assert_allclose(layer(x).detach().numpy(), reference(layer, x), rtol=1e-14, atol=1e-14)
+    assert x.grad is not None

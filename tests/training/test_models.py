@@ -116,3 +116,15 @@ def test_checkpoint_round_trip(tmp_path: Path, spec: ModelSpec, task: str, seed:
         assert torch.equal(loaded.state_dict()[name], tensor), name
     x = torch.randn(4, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize("family", ["mlp", "convnet"])
+def test_model_built_and_run_under_inference_mode(family: str) -> None:
+    """Inference tensors have no version counter: a LUT model made and run in inference mode still equals the reference."""
+    spec = spec_of(family, "lut")
+    with torch.inference_mode():
+        model = randomize(build_model(spec, "classification").double(), seed=3)
+        x = torch.randn(6, *spec.input_shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        outputs = model(x).numpy()
+        checkpoint = checkpoint_from_model(model, labels=labels_for(spec, "classification"))
+    np.testing.assert_allclose(outputs, reference.forward(checkpoint, x.numpy()), rtol=1e-10, atol=1e-10)
