@@ -14,7 +14,8 @@ def build_kan(widths: list[int], seed: int) -> nn.Module:
     from kan import KAN
 
     # speed() turns off the symbolic branch, activation caching and checkpoint files: plain numeric training.
-    return KAN(width=widths, grid=GRID_INTERVALS, k=3, seed=seed, auto_save=False).speed()
+    # KAN rewrites the width list it is given in place ([n] -> [n, 0]), hence the copy.
+    return KAN(width=list(widths), grid=GRID_INTERVALS, k=3, seed=seed, auto_save=False).speed()
 
 
 if __name__ == "__main__":
