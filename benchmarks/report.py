@@ -249,6 +249,20 @@ def serving_ratios(results: Results) -> list[list[object]]:
     return rows
 
 
+def serving_headline(results: Results) -> str:
+    """Servers as rows, concurrency levels as columns: req/s (p99 ms)."""
+    cells: dict[str, dict[int, str]] = {}
+    for server, concurrency, rps, _, _, p99 in serving_rows(results):
+        cells.setdefault(str(server), {})[int(concurrency)] = f"{rps} ({p99} ms)"
+    if not cells:
+        return missing("serve_speed")
+    rows = [[server, *(by_level.get(c, "") for c in CONCURRENCIES)] for server, by_level in cells.items()]
+    ratios = {row[0]: f"{row[1]} ({row[2]})" for row in serving_ratios(results)}
+    if ratios:
+        rows.append(["lutnet / KServe (target >= 3x)", *(ratios.get(c, "") for c in CONCURRENCIES)])
+    return table(["server", *(f"c={c}" for c in CONCURRENCIES)], rows)
+
+
 SERVING_HEADER = ["server", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms"]
 
 
@@ -386,14 +400,14 @@ def render_results(results: Results) -> str:
 
 def render_readme_snippet(results: Results) -> str:
     """The README's results section body: headline tables and a link to the full report."""
-    serving = serving_rows(results)
+    seeds = len(results.get("accuracy", {}).get("settings", {}).get("seeds", []))
     parts = [
         "Reproduce with `python -m benchmarks all` (about an hour on 2 cores); the full tables, plots, machine and "
         "versions are in [benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
-        "**Accuracy at equal parameter count** (test split, mean ± std over 5 seeds; lutnet scored on its exported ONNX model; "
+        f"**Accuracy at equal parameter count** (test split, mean ± std over {seeds} seeds; lutnet scored on its exported ONNX model; "
         "\"loses\"/\"wins\" against the ReLU MLP beyond the standard error):\n\n" + accuracy_headline(results),
         "**Inference latency** (onnxruntime CPU, digits budget, ratio to the ReLU MLP):\n\n" + inference_headline(results),
-        "**Serving** (batch-1 v2 JSON infer, one worker):\n\n" + (table(SERVING_HEADER, serving) if serving else missing("serve_speed")),
+        "**Serving** (batch-1 v2 JSON infer, one worker; req/s with p99 latency):\n\n" + serving_headline(results),
     ]
     return "\n\n".join(parts)
 

@@ -80,7 +80,8 @@ def test_write_report_renders_markdown_plots_and_readme(tmp_path):
     assert all(p.stat().st_size > 0 for p in written)
     updated = readme.read_text()
     assert "old text" not in updated and updated.endswith("## After\n") and updated.startswith("# project\n")
-    assert "0.9111 ± 0.0010 (loses)" in updated and "7777" in updated
+    assert "0.9111 ± 0.0010 (loses)" in updated and "over 5 seeds" in updated
+    assert "| lutnet serve | 7777 (1.50 ms) |  |  |" in updated and "| lutnet / KServe (target >= 3x) | 7.00x (met) |" in updated
 
 
 def test_markers_replacement_keeps_the_markers_and_is_idempotent():
