@@ -4,7 +4,8 @@ A run writes into its directory, per epoch: a line of ``metrics.jsonl`` and the 
 (``train_state.json`` + ``train_state.safetensors``: weights, best weights, optimizer and scheduler
 state; nothing pickled). Shuffling is a pure function of ``(seed, epoch)``, so no RNG state needs saving
 and a resumed run ends bit-identical to an uninterrupted one. On success the best-on-validation weights
-are written as a contract-A checkpoint (``config.json`` + ``model.safetensors``) and the state is removed.
+are written as a contract-A checkpoint (``config.json`` + ``model.safetensors``), with the test split beside it
+(``test_split.safetensors``: raw inputs ``X`` and targets ``y``, which ``lutnet export`` verifies on), and the state is removed.
 
 Under ``torchrun`` every process trains on its share of each global batch (DDP; gloo on CPU, nccl on
 GPU); the loss is scaled so the averaged gradient equals the single-process one. Only rank 0 writes.
@@ -39,6 +40,7 @@ from training.models import LutnetModel, build_model, checkpoint_from_model
 STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state-{epoch}.safetensors"  # one file per saved epoch; train_state.json names the current one
 METRICS_FILE = "metrics.jsonl"
+TEST_SPLIT_FILE = "test_split.safetensors"  # the name export.exporter reads (export may not be imported here)
 EVAL_BATCH = 2048
 # Settings that only say how or where to run; everything else defines the run and must match on --resume.
 RUNTIME_FIELDS = ("device", "threads", "out", "resume", "quiet", "stop_after")
@@ -184,6 +186,7 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
     metrics = {"val": evaluate(model, X["val"], y["val"]), "test": evaluate(model, X["test"], y["test"])}
     if dist.writer:
         info = checkpoint_info(config, data, metrics, history, best["epoch"])
+        write_test_split(out, data)
         write_checkpoint(checkpoint_from_model(model.cpu(), labels=data.labels, info=info), out)
         remove_state(out)
         if not config.quiet:
@@ -429,6 +432,12 @@ def checkpoint_info(config: TrainConfig, data: Dataset, metrics: dict[str, Any],
                      "seconds": round(sum(h["seconds"] for h in history), 3)},
         "versions": {"lutnet": lutnet.__version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
     })
+
+
+def write_test_split(out: Path, data: Dataset) -> None:
+    """The raw test inputs ``X`` (model input shape) and targets ``y`` beside the checkpoint, so ``lutnet export`` verifies on them."""
+    y_dtype = np.int64 if data.task == "classification" else np.float32
+    tensorfile.save_file({"X": np.asarray(data.X_test, dtype=np.float32), "y": np.asarray(data.y_test, dtype=y_dtype)}, out / TEST_SPLIT_FILE)
 
 
 def summary_line(data: Dataset, spec: ModelSpec, metrics: dict[str, dict[str, float]], epochs: int, best_epoch: int, out: Path) -> str:

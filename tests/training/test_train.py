@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from lutnet import cli, reference
+from export import exporter
+from export.verify import probe_inputs
+from lutnet import cli, reference, tensorfile
 from lutnet.checkpoint import read_checkpoint
 from lutnet.spec import ModelSpec
 from training.data import load_dataset
 from training.models import build_model
-from training.trainer import Distributed, epoch_batches, step_loss
+from training.trainer import TEST_SPLIT_FILE, Distributed, epoch_batches, step_loss
 
 FAST = ["--hidden", "32,32", "--lr", "1e-2", "--table-lr", "1e-2", "--threads", "1", "--quiet"]
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -42,9 +44,13 @@ def test_short_digits_run_beats_chance_and_writes_a_complete_checkpoint(tmp_path
     """4 epochs of the LUT-MLP on digits: test accuracy far above chance (0.1), measured independently."""
     out = tmp_path / "run"
     assert train("--out", str(out), "--epochs", "4", *FAST) == 0
-    assert run_files(out) == {"config.json", "model.safetensors", "metrics.jsonl"}
+    assert run_files(out) == {"config.json", "model.safetensors", "metrics.jsonl", "test_split.safetensors"}
     checkpoint = read_checkpoint(out)
     data = load_dataset("digits", seed=0)
+    split = tensorfile.load_file(out / TEST_SPLIT_FILE)
+    assert split["X"].dtype == np.float32 and split["y"].dtype == np.int64
+    np.testing.assert_array_equal(split["X"], data.X_test.astype(np.float32))
+    np.testing.assert_array_equal(split["y"], data.y_test)
     accuracy = float((reference.forward(checkpoint, data.X_test).argmax(1) == data.y_test).mean())
     assert accuracy > 0.85
     assert checkpoint.info["metrics"]["test"]["accuracy"] == pytest.approx(accuracy, abs=1e-9)
@@ -86,6 +92,8 @@ def test_regression_csv_run_predicts_in_target_units(tmp_path: Path) -> None:
     assert checkpoint.task == "regression" and checkpoint.info["metrics"]["test"]["r2"] > 0.8
     predictions = reference.forward(checkpoint, X)[:, 0]
     assert abs(predictions.mean() - y.mean()) < 3.0
+    split = tensorfile.load_file(out / TEST_SPLIT_FILE)
+    assert split["X"].shape == (30, 3) and split["y"].dtype == np.float32
 
 
 def test_convnet_run_learns(tmp_path: Path) -> None:
@@ -93,6 +101,21 @@ def test_convnet_run_learns(tmp_path: Path) -> None:
     assert train("--model", "convnet", "--hidden", "8", "--epochs", "3", "--out", str(out), "--threads", "1", "--quiet") == 0
     checkpoint = read_checkpoint(out)
     assert checkpoint.spec.input_shape == (1, 8, 8) and checkpoint.info["metrics"]["test"]["accuracy"] > 0.5
+    split = tensorfile.load_file(out / TEST_SPLIT_FILE)
+    assert split["X"].shape == (len(load_dataset("digits").X_test), 1, 8, 8) and split["X"].dtype == np.float32
+
+
+def test_export_verifies_on_the_stored_test_split_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``lutnet export DIR`` of a trained run verifies on every test row the trainer stored (plus its own extreme probes)."""
+    out = tmp_path / "run"
+    assert train("--out", str(out), "--epochs", "1", *FAST) == 0
+    assert TEST_SPLIT_FILE == exporter.TEST_SPLIT_FILE
+    capsys.readouterr()
+    assert cli.main(["export", str(out), "--out", str(tmp_path / "model.onnx")]) == 0
+    data = load_dataset("digits", seed=0)
+    probes = probe_inputs(read_checkpoint(out), data.X_test)
+    assert len(probes.typical) == len(data.X_test) != 256  # 256 is the count of random draws without the split
+    assert f"verification passed on {len(probes.typical) + len(probes.extreme)} inputs" in capsys.readouterr().out
 
 
 def test_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -137,7 +160,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path: Path) -> None:
     completed = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert train("--out", str(single), *settings) == 0
-    assert run_files(ddp) == {"config.json", "model.safetensors", "metrics.jsonl"}
+    assert run_files(ddp) == {"config.json", "model.safetensors", "metrics.jsonl", "test_split.safetensors"}
     assert [h["epoch"] for h in history(ddp)] == [1, 2, 3]
     accuracy = read_checkpoint(ddp).info["metrics"]["test"]["accuracy"]
     assert accuracy > 0.85 and abs(accuracy - read_checkpoint(single).info["metrics"]["test"]["accuracy"]) < 0.05
