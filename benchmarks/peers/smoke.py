@@ -162,7 +162,8 @@ def serving_process(pid: int) -> int:
 
 def serve_and_measure(serving: ServingPeer, model: Path, rows: np.ndarray, *, concurrencies: Sequence[int], duration_s: int) -> dict[str, object]:
     """Check the peer answers like onnxruntime in-process, then load it with wrk (serve_speed's runner) at each concurrency."""
-    expected = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": rows})[0]
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {session.get_inputs()[0].name: rows})[0]
     server_pin, load_pin = cores()
     name = serving.peer.name
     body = WORK / f"{name}_b1.json"
