@@ -39,8 +39,12 @@ WORK = Path(__file__).resolve().parent / ".work" / "accuracy"
 BUDGETS = {"digits": 20_000, "breast_cancer": 10_000, "wine": 5_000, "diabetes": 5_000, "mnist5k": 100_000}
 SEEDS = (0, 1, 2, 3, 4)
 DEPTH = 2  # lutnet's default MLP depth (hidden=(256, 256)); only the width changes to meet the budget
-LUTNET_MODELS = {"lut": "lut", "relu": "relu", "gelu": "gelu"}  # model name -> --activation
-EXPORT_MODES = ("linear", "nearest")
+LUTNET_MODELS: dict[str, dict[str, Any]] = {  # model name -> TrainConfig overrides; each trained and exported in its own mode
+    "lut_linear": {"activation": "lut", "mode": "linear"},
+    "lut_nearest": {"activation": "lut", "mode": "nearest"},
+    "relu": {"activation": "relu"},
+    "gelu": {"activation": "gelu"},
+}
 LEARNING_PEERS = ("pykan", "deepsplines", "inkan")
 PEER_SECONDS = {"mnist5k": 30.0}  # training-time cap per peer run (the peers' own early stop keeps the best epoch)
 DEFAULT_PEER_SECONDS = 12.0
@@ -85,35 +89,21 @@ def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
 
 
 def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Train one lutnet model at the budget, export it (each lookup mode for LUT models) and score the ONNX file."""
+    """Train one lutnet model at the budget, export it as ``lutnet export`` does (verified) and score the ONNX model."""
     width, params = lutnet_width(data, overrides, budget)
     config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
                                  seed=seed, quiet=True, threads=1)
     result = train(config)
-    modes = EXPORT_MODES if config.activation == "lut" else (None,)
-    scores = {}
-    for mode in modes:
-        exported = export_model(out, mode=mode, verify_data=data.X_val)
-        scores[mode or config.activation] = {"test": score(onnx_output(exported.model, data.X_test), data.y_test, data.task),
-                                             "val": score(onnx_output(exported.model, data.X_val), data.y_val, data.task),
-                                             "nodes": exported.nodes}
-    return {"hidden": list(config.hidden), "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"], "onnx": scores}
+    exported = export_model(out, verify_data=data.X_val)
+    return {"hidden": list(config.hidden), "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"],
+            "test": score(onnx_output(exported.model, data.X_test), data.y_test, data.task),
+            "val": score(onnx_output(exported.model, data.X_val), data.y_val, data.task), "nodes": exported.nodes}
 
 
 def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
     """One peer run in its own environment on the same split (benchmarks.peers runner)."""
     seconds = 5.0 if quick else PEER_SECONDS.get(data.name, DEFAULT_PEER_SECONDS)
     return run_learning_peer(PEERS[peer], split_path, params=budget, seeds=[seed], max_epochs=PEER_EPOCHS, max_seconds=seconds)
-
-
-def lutnet_rows(name: str, run: dict[str, Any], task: str) -> list[dict[str, Any]]:
-    """One row per scored ONNX model of a lutnet run (``lut_linear``, ``lut_nearest``, ``relu``, ``gelu``)."""
-    rows = []
-    for variant, scores in run["onnx"].items():
-        model = f"{name}_{variant}" if name == "lut" else name
-        rows.append({"model": model, "hidden": run["hidden"], "params": run["params"], "epochs": run["epochs"],
-                     "test": scores["test"], "val": scores["val"], "nodes": scores["nodes"]})
-    return rows
 
 
 def peer_row(result: dict[str, Any]) -> dict[str, Any]:
@@ -123,23 +113,22 @@ def peer_row(result: dict[str, Any]) -> dict[str, Any]:
             "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
 
 
-def run_dataset(name: str, seeds: Sequence[int], budget: int, peers: Sequence[str], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
-    """Every model on every seed of one data set; one row per (model, seed)."""
+def run_dataset(name: str, seeds: Sequence[int], models: Sequence[str], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
+    """Every chosen model on every seed of one data set; one row per (model, seed)."""
     rows = []
     for seed in seeds:
         data = load_dataset(name, seed=seed)
         split_path = WORK / f"{name}_seed{seed}.npz"
         write_npz(split_arrays(data), split_path)
         with tempfile.TemporaryDirectory(dir=WORK) as runs:
-            for model, activation in LUTNET_MODELS.items():
+            for model in models:
                 bar.set_postfix_str(f"{name} seed {seed} {model}")
-                run = run_lutnet(data, seed, budget, {"activation": activation}, Path(runs) / model)
-                rows += [{"dataset": name, "seed": seed, **row} for row in lutnet_rows(model, run, data.task)]
+                if model in LUTNET_MODELS:
+                    row = {"model": model, **run_lutnet(data, seed, BUDGETS[name], LUTNET_MODELS[model], Path(runs) / model)}
+                else:
+                    row = peer_row(run_peer(model, data, seed, BUDGETS[name], split_path, quick))
+                rows.append({"dataset": name, "seed": seed, **row})
                 bar.update()
-        for peer in peers:
-            bar.set_postfix_str(f"{name} seed {seed} {peer}")
-            rows.append({"dataset": name, "seed": seed, **peer_row(run_peer(peer, data, seed, budget, split_path, quick))})
-            bar.update()
     return rows
 
 
@@ -164,18 +153,21 @@ def summarize_rows(rows: list[dict[str, Any]], tasks: dict[str, str]) -> list[di
     return summary
 
 
+MODELS = (*LUTNET_MODELS, *LEARNING_PEERS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="digits and wine, seed 0, 5 s per peer (a plumbing check)")
     parser.add_argument("--datasets", nargs="+", choices=list(BUDGETS), help="data sets to run (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", help=f"split/initialization seeds (default: {list(SEEDS)})")
-    parser.add_argument("--no-peers", action="store_true", help="lutnet models only")
+    parser.add_argument("--models", nargs="+", choices=MODELS, help="models to run (default: all)")
+    parser.add_argument("--out", default="accuracy", help="results name under benchmarks/results; the report reads every accuracy*.json")
     args = parser.parse_args(argv)
     datasets = args.datasets or (["digits", "wine"] if args.quick else list(BUDGETS))
     seeds = args.seeds or ([0] if args.quick else list(SEEDS))
-    peers = () if args.no_peers else LEARNING_PEERS
     try:
-        path = write_results("accuracy", measure(datasets, seeds, peers, args.quick))
+        path = measure(args.out, datasets, seeds, args.models or MODELS, args.quick)
     except LutnetError as error:
         print(f"benchmarks.accuracy: error: {error}", file=sys.stderr)
         return 2
@@ -183,24 +175,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def measure(datasets: Sequence[str], seeds: Sequence[int], peers: Sequence[str], quick: bool) -> dict[str, Any]:
+def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: Sequence[str], quick: bool) -> Path:
+    """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured."""
     for folder in (WORK, PEER_WORK):
         folder.mkdir(parents=True, exist_ok=True)
+    peers = [model for model in models if model in LEARNING_PEERS]
+    settings = {"budgets": {n: BUDGETS[n] for n in datasets}, "seeds": list(seeds), "depth": DEPTH, "models": list(models),
+                "quick": quick, "trainer_defaults": dataclasses.asdict(TrainConfig()),
+                "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
+                "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}}
     setup = [ensure(PEERS[peer]) for peer in peers]
     rows: list[dict[str, Any]] = []
-    with tqdm(total=len(datasets) * len(seeds) * (len(LUTNET_MODELS) + len(peers)), desc="accuracy", unit="run") as bar:
+    tasks: dict[str, str] = {}
+    with tqdm(total=len(datasets) * len(seeds) * len(models), desc="accuracy", unit="run") as bar:
         for name in datasets:
-            rows += run_dataset(name, seeds, BUDGETS[name], peers, quick, bar)
-    tasks = {name: load_dataset(name).task for name in datasets}
-    return {
-        "settings": {"budgets": {n: BUDGETS[n] for n in datasets}, "seeds": list(seeds), "depth": DEPTH, "peers": list(peers),
-                     "quick": quick, "trainer_defaults": dataclasses.asdict(TrainConfig()),
-                     "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
-                     "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}},
-        "peer_setup": setup,
-        "runs": rows,
-        "summary": summarize_rows(rows, tasks),
-    }
+            rows += run_dataset(name, seeds, models, quick, bar)
+            tasks[name] = load_dataset(name).task
+            path = write_results(out, {"settings": settings, "peer_setup": setup, "complete": len(tasks) == len(datasets),
+                                       "runs": rows, "summary": summarize_rows(rows, tasks)})
+    return path
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, WORK, lutnet_width
+from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, LUTNET_MODELS, WORK, lutnet_width
 from benchmarks.common import write_results
 from benchmarks.export_speed import interleaved, onnx_runner, synthetic_checkpoint, torch_runner
 from benchmarks.peers.datasets import split_arrays, write_npz
@@ -35,12 +35,6 @@ from training.trainer import TrainConfig, model_spec
 DATASET = "digits"
 BATCHES = (1, 32, 1024)
 THREADS = (1, 2)
-LUTNET_VARIANTS = {  # graph name -> TrainConfig overrides (the model is sized to the budget with them)
-    "relu": {"activation": "relu"},
-    "gelu": {"activation": "gelu"},
-    "lut_linear": {"activation": "lut", "mode": "linear"},
-    "lut_nearest": {"activation": "lut", "mode": "nearest"},
-}
 EAGER = "torch_eager_lut_linear"
 
 
@@ -48,7 +42,7 @@ def lutnet_checkpoints() -> dict[str, Checkpoint]:
     """A synthetic checkpoint of each lutnet variant at the digits budget width."""
     data = load_dataset(DATASET)
     checkpoints = {}
-    for name, overrides in LUTNET_VARIANTS.items():
+    for name, overrides in LUTNET_MODELS.items():
         width, _ = lutnet_width(data, overrides, BUDGETS[DATASET])
         config = TrainConfig(dataset=DATASET, hidden=(width,) * DEPTH, **overrides)
         checkpoints[name] = synthetic_checkpoint(model_spec(config, data))

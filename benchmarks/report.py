@@ -88,11 +88,12 @@ def verdict(entry: dict[str, Any], relu: dict[str, Any]) -> str:
     return word if min(entry["seeds"], relu["seeds"]) > 1 else f"{word} (1 seed, no spread)"
 
 
-def accuracy_entries(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Summary entries by data set, then model."""
+def accuracy_entries(results: Results) -> dict[str, dict[str, dict[str, Any]]]:
+    """Summary entries by data set, then model, from every ``accuracy*.json`` (lutnet and peers may run apart)."""
     entries: dict[str, dict[str, dict[str, Any]]] = {}
-    for entry in result["summary"]:
-        entries.setdefault(entry["dataset"], {})[entry["model"]] = entry
+    for suite, result in sorted(results.items()):
+        for entry in result.get("summary", []) if suite.startswith("accuracy") else []:
+            entries.setdefault(entry["dataset"], {})[entry["model"]] = entry
     return entries
 
 
@@ -112,7 +113,7 @@ def accuracy_section(results: Results) -> str:
         f"Parameters: {settings['parameter_count']}. Verdict against the ReLU MLP: the gap of the means against their standard error.",
         measured_on(result),
     ]
-    for dataset, models in accuracy_entries(result).items():
+    for dataset, models in accuracy_entries(results).items():
         relu = models.get("relu")
         rows = []
         for name in ordered(list(models)):
@@ -133,7 +134,7 @@ def accuracy_headline(results: Results) -> str:
     result = results.get("accuracy")
     if result is None:
         return missing("accuracy")
-    entries = accuracy_entries(result)
+    entries = accuracy_entries(results)
     models = ordered(sorted({m for per in entries.values() for m in per}))
     header = ["model", *[f"{d} ({next(iter(per.values()))['metric']})" for d, per in entries.items()]]
     rows = []
@@ -330,11 +331,11 @@ def tuning_table(candidates: list[dict[str, Any]]) -> str:
 
 # --- plots ------------------------------------------------------------------------------------------------
 
-def plot_accuracy(result: dict[str, Any], path: Path) -> None:
+def plot_accuracy(results: Results, path: Path) -> None:
     """Grouped bars of the test metric (mean ± std) per data set and model."""
     import matplotlib.pyplot as plt
 
-    entries = accuracy_entries(result)
+    entries = accuracy_entries(results)
     fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 3.4), squeeze=False)
     for ax, (dataset, per) in zip(axes[0], entries.items(), strict=True):
         models = ordered(list(per))
@@ -350,10 +351,11 @@ def plot_accuracy(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_inference(result: dict[str, Any], path: Path) -> None:
+def plot_inference(results: Results, path: Path) -> None:
     """Latency against batch size per model, one panel per thread count (log-log)."""
     import matplotlib.pyplot as plt
 
+    result = results["inference"]
     threads = result["settings"]["threads"]
     fig, axes = plt.subplots(1, len(threads), figsize=(5 * len(threads), 3.6), squeeze=False)
     for ax, count in zip(axes[0], threads, strict=True):
@@ -367,7 +369,7 @@ def plot_inference(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-PLOTS: dict[str, tuple[str, Callable[[dict[str, Any], Path], None]]] = {
+PLOTS: dict[str, tuple[str, Callable[[Results, Path], None]]] = {
     "accuracy": ("accuracy.png", plot_accuracy),
     "inference": ("inference.png", plot_inference),
 }
@@ -380,7 +382,7 @@ def draw_plots(results: Results, folder: Path = RESULTS_DIR) -> list[Path]:
     written = []
     for suite, (name, draw) in PLOTS.items():
         if suite in results:
-            draw(results[suite], folder / name)
+            draw(results, folder / name)
             written.append(folder / name)
     return written
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, WORK, lutnet_width
+from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, LUTNET_MODELS, WORK, lutnet_width
 from benchmarks.common import summarize, write_results
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.setup import PEERS, ensure
@@ -30,12 +30,6 @@ from training.data import load_dataset
 from training.trainer import TrainConfig
 
 DATASETS = ("digits", "mnist5k")
-LUTNET_MODELS = {  # model name -> TrainConfig overrides
-    "relu": {"activation": "relu"},
-    "gelu": {"activation": "gelu"},
-    "lut_linear": {"activation": "lut", "mode": "linear"},
-    "lut_nearest": {"activation": "lut", "mode": "nearest"},
-}
 
 
 def lutnet_epochs(dataset: str, epochs: int, warmup: int) -> dict[str, list[float]]:

@@ -6,7 +6,7 @@ import pytest
 from benchmarks.accuracy import BUDGETS, DEPTH, LUTNET_MODELS, lutnet_width
 from training.data import load_dataset
 
-CASES = [(dataset, activation) for dataset in BUDGETS for activation in LUTNET_MODELS.values()]
+CASES = [(dataset, model) for dataset in BUDGETS for model in LUTNET_MODELS]
 
 
 def mlp_parameters(inputs: int, width: int, outputs: int, activation: str, bins: int) -> int:
@@ -20,10 +20,11 @@ def datasets():
     return {name: load_dataset(name) for name in BUDGETS}
 
 
-@pytest.mark.parametrize(("dataset", "activation"), CASES)
-def test_width_meets_the_budget_and_counts_tables(datasets, dataset, activation):
+@pytest.mark.parametrize(("dataset", "model"), CASES)
+def test_width_meets_the_budget_and_counts_tables(datasets, dataset, model):
     data = datasets[dataset]
-    width, params = lutnet_width(data, {"activation": activation}, BUDGETS[dataset])
+    activation = LUTNET_MODELS[model]["activation"]
+    width, params = lutnet_width(data, LUTNET_MODELS[model], BUDGETS[dataset])
     outputs = len(data.labels) if data.task == "classification" else 1
     assert params == mlp_parameters(data.input_shape[0], width, outputs, activation, bins=64)
     assert abs(params - BUDGETS[dataset]) <= 0.05 * BUDGETS[dataset]
