@@ -97,10 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     candidates = args.candidates or (QUICK if args.quick else list(CANDIDATES))
     seeds = args.seeds or ((0,) if args.quick else SEEDS)
     results = measure(datasets, candidates, seeds, budget=not args.default_width)
-    path = write_results(args.out, {"settings": {"datasets": list(datasets), "seeds": list(seeds), "budgets": None if args.default_width else {d: BUDGETS[d] for d in datasets},
-                                                 "split": "validation (the test split is never read)",
-                                                 "trainer_defaults": dataclasses.asdict(TrainConfig())},
-                                    "candidates": results})
+    budgets = None if args.default_width else {d: BUDGETS[d] for d in datasets}
+    settings = {"datasets": list(datasets), "seeds": list(seeds), "budgets": budgets, "split": "validation (the test split is never read)",
+                "trainer_defaults": dataclasses.asdict(TrainConfig())}
+    path = write_results(args.out, {"settings": settings, "candidates": results})
     for r in results:
         print(f"{r['dataset']:<14} {r['candidate']:<22} val {r['metric']} {r['val_mean']:.4f} +- {r['val_std']:.4f}")
     print(f"wrote {path}")
