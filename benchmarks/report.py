@@ -310,7 +310,8 @@ def tuning_section(results: Results) -> str:
              "One setting changed at a time from the `lutnet train` defaults (or a pair, marked `+`), each candidate re-sized to the "
              "data set's budget, mean ± std of the validation metric over the seeds shown. The test split is never read."]
     for suite, result in studies.items():
-        parts.append(f"{measured_on(result)} (`{suite}.json`, seeds {result['settings']['seeds']})")
+        sizing = "at the default hidden widths, no budget" if result["settings"].get("budgets") is None else "budget-matched"
+        parts.append(f"{measured_on(result)} (`{suite}.json`, seeds {result['settings']['seeds']}, {sizing})")
         by_dataset: dict[str, list[dict[str, Any]]] = {}
         for candidate in result["candidates"]:
             by_dataset.setdefault(candidate["dataset"], []).append(candidate)
