@@ -236,14 +236,18 @@ def recalibrate(model: LutnetModel, optimizer: torch.optim.Optimizer, batch: tor
 
 
 def make_optimizer(model: LutnetModel, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the tables in their own group (own learning rate and weight decay)."""
+    """AdamW with the tables in their own group (own learning rate and weight decay).
+
+    ``fused``: one kernel per group instead of about ten ops per parameter tensor, which on CPU was
+    most of a digits MLP step.
+    """
     tables = [lut.table for lut in model.luts()]
     table_ids = {id(t) for t in tables}
     weights = [p for p in model.parameters() if id(p) not in table_ids]
     groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay}]
     if tables:
         groups.append({"params": tables, "lr": config.table_lr, "weight_decay": config.table_weight_decay})
-    return torch.optim.AdamW(groups)
+    return torch.optim.AdamW(groups, fused=True)
 
 
 def epoch_batches(size: int, batch_size: int, seed: int, epoch: int, dist: Distributed) -> list[tuple[np.ndarray, int]]:
