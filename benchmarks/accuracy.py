@@ -113,18 +113,18 @@ def peer_row(result: dict[str, Any]) -> dict[str, Any]:
             "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
 
 
-def run_dataset(name: str, seeds: Sequence[int], models: Sequence[str], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
-    """Every chosen model on every seed of one data set; one row per (model, seed)."""
+def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
+    """Every model on every seed of one data set (TrainConfig overrides for lutnet's, None for a peer); one row per (model, seed)."""
     rows = []
     for seed in seeds:
         data = load_dataset(name, seed=seed)
         split_path = WORK / f"{name}_seed{seed}.npz"
         write_npz(split_arrays(data), split_path)
         with tempfile.TemporaryDirectory(dir=WORK) as runs:
-            for model in models:
+            for model, overrides in models.items():
                 bar.set_postfix_str(f"{name} seed {seed} {model}")
-                if model in LUTNET_MODELS:
-                    row = {"model": model, **run_lutnet(data, seed, BUDGETS[name], LUTNET_MODELS[model], Path(runs) / model)}
+                if overrides is not None:
+                    row = {"model": model, **run_lutnet(data, seed, BUDGETS[name], overrides, Path(runs) / model)}
                 else:
                     row = peer_row(run_peer(model, data, seed, BUDGETS[name], split_path, quick))
                 rows.append({"dataset": name, "seed": seed, **row})
@@ -162,12 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", choices=list(BUDGETS), help="data sets to run (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", help=f"split/initialization seeds (default: {list(SEEDS)})")
     parser.add_argument("--models", nargs="+", choices=MODELS, help="models to run (default: all)")
+    parser.add_argument("--bins", type=int, help="LUT models with this many bins instead of the default, named lut_*_binsN "
+                        "(to score on test a setting chosen on validation by benchmarks.tuning)")
     parser.add_argument("--out", default="accuracy", help="results name under benchmarks/results; the report reads every accuracy*.json")
     args = parser.parse_args(argv)
     datasets = args.datasets or (["digits", "wine"] if args.quick else list(BUDGETS))
     seeds = args.seeds or ([0] if args.quick else list(SEEDS))
     try:
-        path = measure(args.out, datasets, seeds, args.models or MODELS, args.quick)
+        path = measure(args.out, datasets, seeds, chosen_models(args.models or MODELS, args.bins), args.quick)
     except LutnetError as error:
         print(f"benchmarks.accuracy: error: {error}", file=sys.stderr)
         return 2
@@ -175,12 +177,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: Sequence[str], quick: bool) -> Path:
+def chosen_models(names: Sequence[str], bins: int | None) -> dict[str, dict[str, Any] | None]:
+    """Model name -> TrainConfig overrides (None for peers); ``bins`` renames and re-bins the LUT models."""
+    models: dict[str, dict[str, Any] | None] = {}
+    for name in names:
+        overrides = LUTNET_MODELS.get(name)
+        if bins is not None and overrides is not None and overrides["activation"] == "lut":
+            name, overrides = f"{name}_bins{bins}", {**overrides, "bins": bins}
+        models[name] = overrides
+    return models
+
+
+def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool) -> Path:
     """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured."""
     for folder in (WORK, PEER_WORK):
         folder.mkdir(parents=True, exist_ok=True)
     peers = [model for model in models if model in LEARNING_PEERS]
-    settings = {"budgets": {n: BUDGETS[n] for n in datasets}, "seeds": list(seeds), "depth": DEPTH, "models": list(models),
+    settings = {"budgets": {n: BUDGETS[n] for n in datasets}, "seeds": list(seeds), "depth": DEPTH, "models": models,
                 "quick": quick, "trainer_defaults": dataclasses.asdict(TrainConfig()),
                 "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
                 "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}}

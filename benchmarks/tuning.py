@@ -45,6 +45,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {  # name -> TrainConfig overrides
     "bins_16+table_lr_3e-4": {"bins": 16, "table_lr": 3e-4},
     "bins_16+smoothness_1e-2": {"bins": 16, "smoothness": 1e-2},
     "bins_16+percentiles_0.1_99.9": {"bins": 16, "percentiles": (0.1, 99.9)},
+    "nearest": {"mode": "nearest"},
+    "nearest+bins_16": {"mode": "nearest", "bins": 16},
+    "nearest+bins_32": {"mode": "nearest", "bins": 32},
+    "nearest+bins_128": {"mode": "nearest", "bins": 128},
+    "nearest+bins_32+smoothness_1e-2": {"mode": "nearest", "bins": 32, "smoothness": 1e-2},
+    "nearest+bins_16+table_lr_1e-4": {"mode": "nearest", "bins": 16, "table_lr": 1e-4},
 }
 QUICK = ("relu_mlp", "lut_default", "bins_16")
 
