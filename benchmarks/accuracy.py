@@ -2,8 +2,10 @@
 
 Run ``python -m benchmarks.accuracy [--quick]``; writes ``benchmarks/results/accuracy.json``. Every model of one
 (data set, seed) sees the same 70/15/15 split (``training.data.load_dataset(name, seed=seed)``, handed to the peers
-as an .npz). lutnet models are trained with the ``lutnet train`` defaults except the hidden width, exported, and
-scored with onnxruntime on the test split (LUT models in both lookup modes). Parameter counts are trainable
+as an .npz). lutnet models are trained with the ``lutnet train`` defaults except the hidden width (two equal layers),
+exported and verified as ``lutnet export`` does, and scored with onnxruntime on the test split; each LUT lookup mode is
+trained and exported in that mode. Peers keep their runners' one hidden layer, Adam and a training-time cap, and
+keep their best-on-validation epoch, as lutnet's trainer does. Parameter counts are trainable
 parameters: weights, biases and the LUT tables (a table of K bins is K+1 parameters per channel); the calibrated
 ranges ``lo``/``hi`` are fitted, not learned, and are not counted. Widths are chosen per model so the count lands
 within +-5% of the data set's budget. About 30 minutes on 2 cores (``--quick``: 2 data sets, 1 seed, ~3 minutes).
@@ -25,7 +27,7 @@ from tqdm import tqdm
 
 from benchmarks.common import write_results
 from benchmarks.peers.datasets import split_arrays, write_npz
-from benchmarks.peers.peer_training import layer_widths, trainable_parameters, width_for_budget
+from benchmarks.peers.peer_training import layer_widths, score, trainable_parameters, width_for_budget
 from benchmarks.peers.setup import PEERS, ensure
 from benchmarks.peers.smoke import WORK as PEER_WORK
 from benchmarks.peers.smoke import run_learning_peer
@@ -54,14 +56,6 @@ PEER_EPOCHS = 60
 def metric_name(task: str) -> str:
     """The headline metric: accuracy (higher is better) or RMSE (lower is better)."""
     return "accuracy" if task == "classification" else "rmse"
-
-
-def score(output: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
-    """Accuracy for classification; RMSE and R^2 in the target's units for regression."""
-    if task == "classification":
-        return {"accuracy": float((output.argmax(axis=1) == y).mean())}
-    residual = output.reshape(-1) - y
-    return {"rmse": float(np.sqrt(np.mean(residual**2))), "r2": float(1.0 - np.sum(residual**2) / np.sum((y - y.mean()) ** 2))}
 
 
 def lutnet_builder(data: Dataset, overrides: dict[str, Any]) -> Callable[[list[int], int], Any]:
