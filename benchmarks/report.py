@@ -295,7 +295,8 @@ def shapes_section(results: Results) -> str:
         parts.append(f"### {model['dataset']} (test accuracy {model['test_accuracy']:.4f})\n\n"
                      + table(["layer", "channels", "mean dist. from init", "max dist. from init", "ReLU-like fraction",
                               "median bend (pre-activation)", "bend IQR"], rows)
-                     + f"\n\n{model['reading']}\n\n![{model['dataset']} activations]({model['plot']})")
+                     + f"\n\n{model['reading']}\n\n![{model['dataset']} activations]({model['plot']})"
+                     + (f"\n\n`lutnet plot`: ![lutnet plot of {model['dataset']}](results/{model['lutnet_plot']})" if model.get("lutnet_plot") else ""))
     return "\n\n".join(parts)
 
 

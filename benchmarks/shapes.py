@@ -74,9 +74,9 @@ def layer_measures(table: np.ndarray, lo: np.ndarray, hi: np.ndarray, init: str)
     }
 
 
-def reading(dataset: str, layers: list[dict[str, Any]]) -> str:
+def reading(dataset: str, layers: list[dict[str, Any]], best_epoch: int | None = None, epochs: int | None = None) -> str:
     """A plain-words summary generated from the measured numbers (none typed by hand)."""
-    sentences = []
+    sentences = [] if best_epoch is None else [f"The checkpoint holds the best-validation epoch, {best_epoch} of {epochs} run."]
     for index, layer in enumerate(layers):
         sentences.append(
             f"Layer {index}: the tables moved on average {100 * layer['distance_mean']:.1f}% of their input range from the ReLU init "
@@ -84,7 +84,7 @@ def reading(dataset: str, layers: list[dict[str, Any]]) -> str:
             f"{layer['channels']} channels stayed within {100 * RELU_LIKE:.0f}% of ReLU everywhere, "
             f"{100 * layer['non_monotone_fraction']:.0f}% became non-monotone (a pocket), and "
             f"{100 * layer['bend_at_zero_fraction']:.0f}% still bend hardest at the ReLU kink (within one bin of 0); "
-            f"the other bends spread over pre-activations {layer['bend_iqr'][0]:+.2f} .. {layer['bend_iqr'][1]:+.2f} (IQR).")
+            f"across channels the sharpest bend sits at pre-activations {layer['bend_iqr'][0]:+.2f} .. {layer['bend_iqr'][1]:+.2f} (IQR).")
     return f"{dataset}: " + " ".join(sentences)
 
 
@@ -127,9 +127,11 @@ def measure(datasets: Sequence[str]) -> dict[str, Any]:
         layers = [{"layer": i, **layer_measures(*tables, checkpoint.spec.lut.init)} for i, tables in enumerate(layer_tables(checkpoint))]
         plot = RESULTS_DIR / f"shapes_{dataset}.png"
         plot_curves(checkpoint, plot)
+        training = checkpoint.info["training"]
+        spec, best, ran = checkpoint.spec, training["best_epoch"], training["epochs_run"]
         models.append({
-            "dataset": dataset, "hidden": list(checkpoint.spec.hidden), "bins": checkpoint.spec.lut.bins, "init": checkpoint.spec.lut.init,
-            "test_accuracy": checkpoint.info["metrics"]["test"]["accuracy"], "layers": layers, "reading": reading(dataset, layers),
+            "dataset": dataset, "best_epoch": best, "epochs_run": ran, "hidden": list(spec.hidden), "bins": spec.lut.bins, "init": spec.lut.init,
+            "test_accuracy": checkpoint.info["metrics"]["test"]["accuracy"], "layers": layers, "reading": reading(dataset, layers, best, ran),
             "plot": f"results/{plot.name}", "lutnet_plot": lutnet_plot(out, RESULTS_DIR / f"lutnet_plot_{dataset}.png"),
         })
     method = __doc__.split("\n\n", 2)[2].replace("\n", " ").strip()
