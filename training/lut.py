@@ -30,58 +30,87 @@ from torch import nn
 
 from lutnet.lut import init_table, resample_table
 from lutnet.spec import LUTSpec
+from training.native import kernel
 
 # Calibrated ranges narrower than this get widened around their centre, so a dead channel keeps a usable grid.
 MIN_CALIBRATED_WIDTH = 1e-2
 
 
 class _Lookup(torch.autograd.Function):
-    """``y = lookup(x)`` through table ``T``; the backward pass is written out so it stays ``O(B C)``."""
+    """``y = lookup(x)`` through table ``T``; the backward pass is written out so it stays ``O(B C)``.
+
+    On CPU in float32/float64 it runs the native kernel (``training.native``), one call each way, with
+    bit-identical results; elsewhere (CUDA, or no C compiler) the torch ops below.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, table: torch.Tensor, lo: torch.Tensor, step: torch.Tensor,
                 offsets: torch.Tensor, nearest: bool, clamp: bool) -> torch.Tensor:
-        bins = table.shape[1] - 1
-        knots = table.view(-1)  # (R (K+1),)
-        u = (x - lo) / step  # (B, C, ...) table coordinate, computed as the numpy reference does
-        left = u.clamp(0.0, bins - 1).floor_()
-        flat = (left + offsets).long().view(-1)  # k + row (K+1): integers below 2**24, exact in float32
-        value = knots.index_select(0, flat)  # T[k], (B C ...,)
-        slope = knots[1:].index_select(0, flat).sub_(value)  # T[k+1] - T[k]
-        inside = u.clamp(0.0, bins) if clamp or nearest else u
-        picked = None
-        if nearest:
-            picked = ((inside + 0.5).floor_() + offsets).long().view(-1)
-            value = knots.index_select(0, picked)  # T[n]
-            along = None if clamp else (u - inside).view(-1)  # non-zero only past the range edge
+        native = kernel()
+        ctx.native = native if native is not None and native.supports(x) and table.dtype == x.dtype else None
+        ctx.nearest, ctx.clamp, ctx.table_shape = nearest, clamp, table.shape
+        if ctx.native is not None:
+            y, *saved = ctx.native.forward(x.contiguous(), table.contiguous(), lo, step, nearest, clamp)
         else:
-            along = (inside - left).view(-1)
-        y = value if along is None else torch.addcmul(value, along, slope)
-        if clamp:
-            slope.mul_((u == inside).view(-1))
-        ctx.save_for_backward(flat, picked, along, slope, step)
-        ctx.table_shape = table.shape
-        return y.view(x.shape)
+            y, *saved = _torch_forward(x, table, lo, step, offsets, nearest, clamp)
+        ctx.save_for_backward(*saved, step)
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        flat, picked, along, slope, step = ctx.saved_tensors
-        grad_x = (grad * slope.view(grad.shape)).div_(step) if ctx.needs_input_grad[0] else None
-        grad_table = None
-        if ctx.needs_input_grad[1]:
-            grad = grad.reshape(-1)
-            grad_table = torch.zeros(ctx.table_shape.numel(), dtype=grad.dtype, device=grad.device)
-            moved = None if along is None else grad * along  # d y / d (T[k+1] - T[k])
-            if picked is not None:
-                grad_table.scatter_add_(0, picked, grad)
-                if moved is not None:
-                    grad_table.scatter_add_(0, flat, -moved)
-            else:
-                grad_table.scatter_add_(0, flat, grad - moved)
-            if moved is not None:
-                grad_table[1:].scatter_add_(0, flat, moved)
-            grad_table = grad_table.view(ctx.table_shape)
+        *saved, step = ctx.saved_tensors
+        needs_x, needs_table = ctx.needs_input_grad[:2]
+        if ctx.native is not None:
+            grad_x, grad_table = ctx.native.backward(grad.contiguous(), saved, step, ctx.table_shape, ctx.nearest, ctx.clamp,
+                                                     needs_x, needs_table)
+        else:
+            grad_x, grad_table = _torch_backward(grad, saved, step, ctx.table_shape, needs_x, needs_table)
         return grad_x, grad_table, None, None, None, None, None
+
+
+def _torch_forward(x: torch.Tensor, table: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, offsets: torch.Tensor,
+                   nearest: bool, clamp: bool) -> tuple[torch.Tensor | None, ...]:
+    """``y`` and what the backward pass needs: flat knot indices, nearest-knot indices, distances, masked rises."""
+    bins = table.shape[1] - 1
+    knots = table.view(-1)  # (R (K+1),)
+    u = (x - lo) / step  # (B, C, ...) table coordinate, computed as the numpy reference does
+    left = u.clamp(0.0, bins - 1).floor_()
+    flat = (left + offsets).long().view(-1)  # k + row (K+1): integers below 2**24, exact in float32
+    value = knots.index_select(0, flat)  # T[k], (B C ...,)
+    slope = knots[1:].index_select(0, flat).sub_(value)  # T[k+1] - T[k]
+    inside = u.clamp(0.0, bins) if clamp or nearest else u
+    picked = None
+    if nearest:
+        picked = ((inside + 0.5).floor_() + offsets).long().view(-1)
+        value = knots.index_select(0, picked)  # T[n]
+        along = None if clamp else (u - inside).view(-1)  # non-zero only past the range edge
+    else:
+        along = (inside - left).view(-1)
+    y = value if along is None else torch.addcmul(value, along, slope)
+    if clamp:
+        slope.mul_((u == inside).view(-1))
+    return y.view(x.shape), flat, picked, along, slope
+
+
+def _torch_backward(grad: torch.Tensor, saved: list[torch.Tensor | None], step: torch.Tensor, table_shape: torch.Size,
+                    needs_x: bool, needs_table: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``grad_x`` and ``grad_table`` from what :func:`_torch_forward` saved."""
+    flat, picked, along, slope = saved
+    grad_x = (grad * slope.view(grad.shape)).div_(step) if needs_x else None
+    if not needs_table:
+        return grad_x, None
+    grad = grad.reshape(-1)
+    grad_table = torch.zeros(table_shape.numel(), dtype=grad.dtype, device=grad.device)
+    moved = None if along is None else grad * along  # d y / d (T[k+1] - T[k])
+    if picked is not None:
+        grad_table.scatter_add_(0, picked, grad)
+        if moved is not None:
+            grad_table.scatter_add_(0, flat, -moved)
+    else:
+        grad_table.scatter_add_(0, flat, grad - moved)
+    if moved is not None:
+        grad_table[1:].scatter_add_(0, flat, moved)
+    return grad_x, grad_table.view(table_shape)
 
 
 class LUTActivation(nn.Module):
