@@ -89,10 +89,14 @@ def verdict(entry: dict[str, Any], relu: dict[str, Any]) -> str:
 
 
 def accuracy_entries(results: Results) -> dict[str, dict[str, dict[str, Any]]]:
-    """Summary entries by data set, then model, from every ``accuracy*.json`` (lutnet and peers may run apart)."""
+    """Summary entries by data set, then model, from every ``accuracy*.json`` (lutnet and peers may run apart).
+
+    Files are read oldest first, so a model measured again in a newer file shows its newer numbers.
+    """
     entries: dict[str, dict[str, dict[str, Any]]] = {}
-    for suite, result in sorted(results.items()):
-        for entry in result.get("summary", []) if suite.startswith("accuracy") else []:
+    studies = [result for suite, result in results.items() if suite.startswith("accuracy")]
+    for result in sorted(studies, key=lambda r: r.get("machine", {}).get("date", "")):
+        for entry in result.get("summary", []):
             entries.setdefault(entry["dataset"], {})[entry["model"]] = entry
     return entries
 

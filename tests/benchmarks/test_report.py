@@ -48,6 +48,14 @@ def test_accuracy_tables_carry_every_number_and_say_where_lutnet_loses():
     assert "lower is better" in diabetes and "**wins**" in diabetes  # a lower RMSE wins
 
 
+def test_the_newest_accuracy_file_wins_for_a_model_measured_twice():
+    results = fake_results()
+    results["accuracy_old"] = {"machine": {**MACHINE, "date": "2025-01-01T00:00:00+00:00"}, "summary": [summary("digits", "relu", 0.1234, 0.0)]}
+    assert report.accuracy_entries(results)["digits"]["relu"]["mean"] == 0.9555
+    results["accuracy_old"]["machine"]["date"] = "2027-01-01T00:00:00+00:00"
+    assert report.accuracy_entries(results)["digits"]["relu"]["mean"] == 0.1234
+
+
 def test_single_seed_verdicts_say_there_is_no_spread():
     entry, relu = summary("d", "lut_linear", 0.5, 0.0, seeds=1), summary("d", "relu", 0.6, 0.0, seeds=1)
     assert report.verdict(entry, relu) == "**loses** (1 seed, no spread)"
