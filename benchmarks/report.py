@@ -349,8 +349,8 @@ def plot_accuracy(results: Results, path: Path) -> None:
                color=["tab:orange" if m.startswith("lut") else "tab:blue" if m in ("relu", "gelu") else "tab:gray" for m in models])
         ax.set_xticks(range(len(models)), models, rotation=60, ha="right", fontsize=8)
         low = min(per[m]["mean"] - per[m]["std"] for m in models)
-        if per[models[0]]["metric"] != "rmse":
-            ax.set_ylim(max(0.0, low - 0.02), 1.0)
+        high = max(per[m]["mean"] + per[m]["std"] for m in models)
+        ax.set_ylim((max(0.0, low - 0.02), 1.0) if per[models[0]]["metric"] != "rmse" else (0.95 * low, 1.02 * high))
         ax.set_title(f"{dataset} ({per[models[0]]['metric']})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
