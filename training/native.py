@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("lut_kernel.c")
+SOURCE = Path(__file__).resolve().with_name("lut_kernel.c")  # absolute: the file includes itself by its path
 COMPILER = "cc"
 # No -march=native: the cache may be shared by machines of different CPUs. No contraction into FMA,
 # which would round differently from the torch path.
@@ -42,13 +42,15 @@ class LookupKernel:
     """Typed wrappers of the kernel's functions, taking contiguous CPU tensors."""
 
     def __init__(self, library: ctypes.CDLL) -> None:
-        self._forward, self._backward = {}, {}
+        self._forward, self._backward, self._smoothness = {}, {}, {}
         for suffix in DTYPES.values():
             forward, backward = getattr(library, f"lut_forward_{suffix}"), getattr(library, f"lut_backward_{suffix}")
             forward.argtypes = [_pointer] * 4 + [_int64] * 5 + [_int] * 3 + [_pointer] * 5
             backward.argtypes = [_pointer] * 6 + [_int64] * 4 + [_int] * 2 + [_pointer] * 2
-            forward.restype = backward.restype = None
-            self._forward[suffix], self._backward[suffix] = forward, backward
+            smoothness = getattr(library, f"lut_smoothness_gradient_{suffix}")
+            smoothness.argtypes = [_pointer, _int64, _int64, _pointer]
+            forward.restype = backward.restype = smoothness.restype = None
+            self._forward[suffix], self._backward[suffix], self._smoothness[suffix] = forward, backward, smoothness
         self._fused = {dtype: addcmul_is_fused(dtype) for dtype in DTYPES}
 
     @staticmethod
@@ -83,6 +85,12 @@ class LookupKernel:
             step.data_ptr(), grad.shape[0], grad.shape[1], count // max(grad.shape[0] * grad.shape[1], 1), table_shape[0], nearest, clamp,
             None if grad_x is None else grad_x.data_ptr(), None if grad_table is None else grad_table.data_ptr())
         return grad_x, grad_table
+
+    def smoothness_gradient(self, table: torch.Tensor) -> torch.Tensor:
+        """The TV(2) (sub)gradient of a contiguous ``[R, K+1]`` table (``LUTActivation.smoothness_gradient``)."""
+        gradient = torch.empty_like(table)
+        self._smoothness[DTYPES[table.dtype]](table.data_ptr(), table.shape[0], table.shape[1] - 1, gradient.data_ptr())
+        return gradient
 
 
 def addcmul_is_fused(dtype: torch.dtype) -> bool:
