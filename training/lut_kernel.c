@@ -63,35 +63,101 @@
         FOR_EACH_ELEMENT(__VA_ARGS__)                                          \
     }
 
+/* The float32 forward run, 8 elements at a time with AVX2 gathers (the scalar loop is bound by its
+ * instruction count); the same operations as forward_run_float32, lane by lane. Returns how many
+ * leading elements it did; the scalar loop does the rest. Used where the CPU has AVX2 and FMA. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SIMD_AVAILABLE() (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+
+__attribute__((target("avx2,fma"))) static inline __m256 clamp8(__m256 v, __m256 top) {
+    const __m256 zero = _mm256_setzero_ps(); /* CLAMP: NaN stays NaN */
+    const __m256 below_top = _mm256_blendv_ps(v, top, _mm256_cmp_ps(v, top, _CMP_GT_OQ));
+    return _mm256_blendv_ps(below_top, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256i safe_floor8(__m256 v, __m256 top) {
+    /* SAFE_CLIP then floor: maxps returns its second operand (0) for NaN */
+    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), top));
+}
+
+__attribute__((target("avx2,fma"))) static int64_t forward_run_simd(
+    const float *x, const float *table, const float *lo, const float *step, int64_t count, int64_t row0,
+    int64_t row_stride, int64_t bins, int nearest, int clamp, int fused, float *y, int32_t *knot,
+    int32_t *picked, float *along, float *slope) {
+    const __m256 zero = _mm256_setzero_ps(), last_left = _mm256_set1_ps((float)(bins - 1));
+    const __m256 top = _mm256_set1_ps((float)bins), half = _mm256_set1_ps(0.5f);
+    const __m256i lane_base = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                 _mm256_set1_epi32((int32_t)(row_stride * (bins + 1))));
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        const int64_t row = row0 + i * row_stride;
+        const __m256 l = row_stride ? _mm256_loadu_ps(lo + row) : _mm256_set1_ps(lo[row]);
+        const __m256 h = row_stride ? _mm256_loadu_ps(step + row) : _mm256_set1_ps(step[row]);
+        const __m256i base = _mm256_add_epi32(_mm256_set1_epi32((int32_t)(row * (bins + 1))), lane_base);
+        const __m256 u = _mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), l), h);
+        const __m256i offset = safe_floor8(u, last_left);
+        const __m256 left = _mm256_cvtepi32_ps(offset);
+        const __m256i k = _mm256_add_epi32(base, offset);
+        __m256 value = _mm256_i32gather_ps(table, k, 4);
+        __m256 rise = _mm256_sub_ps(_mm256_i32gather_ps(table + 1, k, 4), value);
+        const __m256 inside = clamp || nearest ? clamp8(u, top) : u;
+        __m256 distance;
+        if (nearest) {
+            const __m256i n = _mm256_add_epi32(base, _mm256_cvttps_epi32(_mm256_add_ps(
+                _mm256_min_ps(_mm256_max_ps(inside, zero), top), half)));
+            _mm256_storeu_si256((__m256i *)(picked + i), n);
+            value = _mm256_i32gather_ps(table, n, 4);
+            distance = clamp ? zero : _mm256_sub_ps(u, inside);
+        } else {
+            distance = _mm256_sub_ps(inside, left);
+        }
+        _mm256_storeu_ps(y + i, nearest && clamp ? value
+                                : fused      ? _mm256_fmadd_ps(distance, rise, value)
+                                             : _mm256_add_ps(value, _mm256_mul_ps(distance, rise)));
+        if (clamp)
+            rise = _mm256_blendv_ps(rise, _mm256_mul_ps(rise, zero), _mm256_cmp_ps(u, inside, _CMP_NEQ_UQ));
+        _mm256_storeu_si256((__m256i *)(knot + i), k);
+        _mm256_storeu_ps(along + i, distance);
+        _mm256_storeu_ps(slope + i, rise);
+    }
+    return i;
+}
+#endif
+
 #define CONCAT_(a, b) a##b
 #define CONCAT(a, b) CONCAT_(a, b)
 #define NAME(base) CONCAT(base, SUFFIX)
 
 #define REAL float
+#define REAL_IS_FLOAT 1
 #define SUFFIX float32
 #define FMA fmaf
 #include __FILE__
 #undef REAL
+#undef REAL_IS_FLOAT
 #undef SUFFIX
 #undef FMA
 
 #define REAL double
+#define REAL_IS_FLOAT 0
 #define SUFFIX float64
 #define FMA fma
 #include __FILE__
 
 #else /* the kernels for one type REAL */
 
-FMA_CLONES void NAME(lut_forward_)(const REAL *x, const REAL *table, const REAL *lo, const REAL *step,
-                                   int64_t batch, int64_t channels, int64_t inner, int64_t rows, int64_t bins,
-                                   int nearest, int clamp, int fused, REAL *y, int32_t *knot, int32_t *picked,
-                                   REAL *along, REAL *slope) {
+/* The forward pass over a run of `count` consecutive elements whose rows are row0, row0 + row_stride,
+ * ... (row_stride 1: channels of a [B, C] batch row; 0: one channel's pixels, or a shared table). */
+static inline void NAME(forward_run_)(const REAL *x, const REAL *table, const REAL *lo, const REAL *step,
+                                      int64_t count, int64_t row0, int64_t row_stride, int64_t bins,
+                                      int nearest, int clamp, int fused, REAL *y, int32_t *knot,
+                                      int32_t *picked, REAL *along, REAL *slope) {
     const REAL last_left = (REAL)(bins - 1), top = (REAL)bins;
-    REAL *coordinate = along; /* u, overwritten by the distance once read */
-    FOR_EACH_ELEMENT_VECTORIZED(coordinate[i] = (x[i] - lo[row]) / step[row];)
-    FOR_EACH_ELEMENT(
+    for (int64_t i = 0; i < count; i++) {
+        const int64_t row = row0 + i * row_stride;
         const int32_t base = (int32_t)(row * (bins + 1));
-        const REAL u = coordinate[i];
+        const REAL u = (x[i] - lo[row]) / step[row];
         const int32_t offset = (int32_t)SAFE_CLIP(u, last_left); /* floor: the value is >= 0 */
         const REAL left = (REAL)offset;
         const int32_t k = base + offset;
@@ -112,7 +178,29 @@ FMA_CLONES void NAME(lut_forward_)(const REAL *x, const REAL *table, const REAL 
         knot[i] = k;
         along[i] = distance;
         slope[i] = rise;
-    )
+    }
+}
+
+FMA_CLONES void NAME(lut_forward_)(const REAL *x, const REAL *table, const REAL *lo, const REAL *step, int64_t batch,
+                        int64_t channels, int64_t inner, int64_t rows, int64_t bins, int nearest, int clamp,
+                        int fused, REAL *y, int32_t *knot, int32_t *picked, REAL *along, REAL *slope) {
+    const int64_t run = rows == 1 ? batch * channels * inner : inner == 1 ? channels : inner;
+    const int64_t runs = batch * channels * inner / (run ? run : 1);
+    for (int64_t r = 0; r < runs; r++) {
+        const int64_t first = r * run;
+        const int64_t row0 = rows == 1 || inner == 1 ? 0 : r % channels, row_stride = rows > 1 && inner == 1;
+        int64_t done = 0;
+#if defined(SIMD_AVAILABLE) && REAL_IS_FLOAT
+        if (SIMD_AVAILABLE())
+            done = forward_run_simd(x + first, table, lo, step, run, row0, row_stride, bins, nearest, clamp, fused,
+                                    y + first, knot + first, picked ? picked + first : picked, along + first,
+                                    slope + first);
+#endif
+        const int64_t rest = first + done;
+        NAME(forward_run_)(x + rest, table, lo, step, run - done, row0 + done * row_stride, row_stride, bins,
+                           nearest, clamp, fused, y + rest, knot + rest, picked ? picked + rest : picked,
+                           along + rest, slope + rest);
+    }
 }
 
 /* grad_x and grad_table may be NULL (not needed); grad_table must be zeroed. The table gradient is
@@ -137,24 +225,33 @@ void NAME(lut_backward_)(const REAL *grad, const int32_t *knot, const int32_t *p
         for (int64_t i = 0; i < count; i++) grad_table[knot[i] + 1] += grad[i] * along[i];
 }
 
+/* The sign of row `knots`'s second difference at knot m (torch.diff(table, n=2)), 0 past its ends. */
+static inline REAL NAME(curvature_sign_)(const REAL *knots, int64_t m, int64_t bins) {
+    return m < 0 || m > bins - 2 ? 0 : SIGN((knots[m + 2] - knots[m + 1]) - (knots[m + 1] - knots[m]));
+}
+
+/* The gradient at knot j near the row's ends, where some of the three signs are the padding's zeros. */
+static inline REAL NAME(edge_gradient_)(const REAL *knots, int64_t j, int64_t bins) {
+    const REAL now = NAME(curvature_sign_)(knots, j, bins), before = NAME(curvature_sign_)(knots, j - 1, bins);
+    return (now - before) - (before - NAME(curvature_sign_)(knots, j - 2, bins));
+}
+
 /* The (sub)gradient of the L1 norm of each row's second differences: the transposed second difference
- * of their signs, as torch.diff(F.pad(sign(torch.diff(table, n=2)), (2, 2)), n=2). */
+ * of their signs, torch.diff(F.pad(sign(torch.diff(table, n=2)), (2, 2)), n=2); the signs are
+ * recomputed per knot so that the inner loop vectorizes. */
 void NAME(lut_smoothness_gradient_)(const REAL *table, int64_t rows, int64_t bins, REAL *gradient) {
     for (int64_t r = 0; r < rows; r++) {
-        const REAL *knots = table + r * (bins + 1);
+        const REAL *t = table + r * (bins + 1);
         REAL *out = gradient + r * (bins + 1);
-        /* padded[m] = sign of the second difference at knot m - 2 (m = 2 .. K), zero around it */
-        REAL before = 0, previous = 0; /* padded[m - 2], padded[m - 1] */
-        for (int64_t m = 2; m <= bins + 2; m++) {
-            REAL current = 0;
-            if (m <= bins) {
-                const int64_t j = m - 2;
-                current = SIGN((knots[j + 2] - knots[j + 1]) - (knots[j + 1] - knots[j]));
-            }
-            out[m - 2] = (current - previous) - (previous - before);
-            before = previous;
-            previous = current;
+        int64_t j = 0;
+        for (; j < 2 && j <= bins; j++) out[j] = NAME(edge_gradient_)(t, j, bins);
+        for (; j <= bins - 2; j++) { /* all three signs inside the row */
+            const REAL now = SIGN((t[j + 2] - t[j + 1]) - (t[j + 1] - t[j]));
+            const REAL before = SIGN((t[j + 1] - t[j]) - (t[j] - t[j - 1]));
+            const REAL earlier = SIGN((t[j] - t[j - 1]) - (t[j - 1] - t[j - 2]));
+            out[j] = (now - before) - (before - earlier);
         }
+        for (; j <= bins; j++) out[j] = NAME(edge_gradient_)(t, j, bins);
     }
 }
 
