@@ -19,6 +19,7 @@
 #ifndef REAL
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Clip to [0, top] with NaN sent to 0, so an index is always inside its table row; on these
  * non-negative values the integer conversion is floor. */
@@ -203,16 +204,17 @@ FMA_CLONES void NAME(lut_forward_)(const REAL *x, const REAL *table, const REAL 
     }
 }
 
-/* grad_x and grad_table may be NULL (not needed); grad_table must be zeroed. The table gradient is
+/* grad_x and grad_table may be NULL (not needed); grad_table is overwritten. The table gradient is
  * accumulated in three passes, as the torch path's three scatter_add_ calls, so sums round alike. */
 void NAME(lut_backward_)(const REAL *grad, const int32_t *knot, const int32_t *picked, const REAL *along,
                          const REAL *slope, const REAL *step, int64_t batch, int64_t channels, int64_t inner,
-                         int64_t rows, int nearest, int clamp, REAL *grad_x, REAL *grad_table) {
+                         int64_t rows, int64_t bins, int nearest, int clamp, REAL *grad_x, REAL *grad_table) {
     const int64_t count = batch * channels * inner;
     if (grad_x) {
         FOR_EACH_ELEMENT_VECTORIZED(grad_x[i] = grad[i] * slope[i] / step[row];)
     }
     if (!grad_table) return;
+    memset(grad_table, 0, sizeof(REAL) * (size_t)(rows * (bins + 1)));
     const int moves = !(nearest && clamp);
     if (nearest) {
         for (int64_t i = 0; i < count; i++) grad_table[picked[i]] += grad[i];

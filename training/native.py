@@ -46,7 +46,7 @@ class LookupKernel:
         for suffix in DTYPES.values():
             forward, backward = getattr(library, f"lut_forward_{suffix}"), getattr(library, f"lut_backward_{suffix}")
             forward.argtypes = [_pointer] * 4 + [_int64] * 5 + [_int] * 3 + [_pointer] * 5
-            backward.argtypes = [_pointer] * 6 + [_int64] * 4 + [_int] * 2 + [_pointer] * 2
+            backward.argtypes = [_pointer] * 6 + [_int64] * 5 + [_int] * 2 + [_pointer] * 2
             smoothness = getattr(library, f"lut_smoothness_gradient_{suffix}")
             smoothness.argtypes = [_pointer, _int64, _int64, _pointer]
             forward.restype = backward.restype = smoothness.restype = None
@@ -58,7 +58,7 @@ class LookupKernel:
         return x.device.type == "cpu" and x.dtype in DTYPES
 
     def forward(self, x: torch.Tensor, table: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, nearest: bool,
-                clamp: bool) -> tuple[torch.Tensor, ...]:
+                clamp: bool) -> tuple[torch.Tensor | None, ...]:
         """``y`` and the saved ``(knot, picked, along, slope)`` (``picked`` is ``None`` in linear mode).
 
         ``x`` is ``[B, C, ...]``, ``table`` ``[R, K+1]``, ``lo`` and ``step`` hold ``R`` values; all contiguous.
@@ -68,22 +68,19 @@ class LookupKernel:
         knot = torch.empty(count, dtype=torch.int32)
         picked = torch.empty(count, dtype=torch.int32) if nearest else None
         self._forward[DTYPES[x.dtype]](
-            x.data_ptr(), table.data_ptr(), lo.data_ptr(), step.data_ptr(), x.shape[0], x.shape[1], x.numel() // max(x.shape[0] * x.shape[1], 1),
-            table.shape[0], table.shape[1] - 1, nearest, clamp, self._fused[x.dtype],
-            y.data_ptr(), knot.data_ptr(), None if picked is None else picked.data_ptr(), along.data_ptr(), slope.data_ptr())
+            x.data_ptr(), table.data_ptr(), lo.data_ptr(), step.data_ptr(), *layout(x), table.shape[0], table.shape[1] - 1,
+            nearest, clamp, self._fused[x.dtype], y.data_ptr(), knot.data_ptr(), address(picked), along.data_ptr(), slope.data_ptr())
         return y, knot, picked, along, slope
 
-    def backward(self, grad: torch.Tensor, saved: tuple[torch.Tensor | None, ...], step: torch.Tensor, table_shape: torch.Size,
+    def backward(self, grad: torch.Tensor, saved: list[torch.Tensor | None], step: torch.Tensor, table_shape: torch.Size,
                  nearest: bool, clamp: bool, needs_x: bool, needs_table: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``grad_x`` and ``grad_table`` from ``grad`` (contiguous, shaped as ``x``) and what :meth:`forward` saved."""
         knot, picked, along, slope = saved
         grad_x = torch.empty_like(grad) if needs_x else None
-        grad_table = torch.zeros(table_shape, dtype=grad.dtype) if needs_table else None
-        count = grad.numel()
+        grad_table = torch.empty(table_shape, dtype=grad.dtype) if needs_table else None  # zeroed by the kernel
         self._backward[DTYPES[grad.dtype]](
-            grad.data_ptr(), knot.data_ptr(), None if picked is None else picked.data_ptr(), along.data_ptr(), slope.data_ptr(),
-            step.data_ptr(), grad.shape[0], grad.shape[1], count // max(grad.shape[0] * grad.shape[1], 1), table_shape[0], nearest, clamp,
-            None if grad_x is None else grad_x.data_ptr(), None if grad_table is None else grad_table.data_ptr())
+            grad.data_ptr(), knot.data_ptr(), address(picked), along.data_ptr(), slope.data_ptr(), step.data_ptr(), *layout(grad),
+            table_shape[0], table_shape[1] - 1, nearest, clamp, address(grad_x), address(grad_table))
         return grad_x, grad_table
 
     def smoothness_gradient(self, table: torch.Tensor) -> torch.Tensor:
@@ -91,6 +88,15 @@ class LookupKernel:
         gradient = torch.empty_like(table)
         self._smoothness[DTYPES[table.dtype]](table.data_ptr(), table.shape[0], table.shape[1] - 1, gradient.data_ptr())
         return gradient
+
+
+def layout(x: torch.Tensor) -> tuple[int, int, int]:
+    """``(B, C, H W)`` of ``[B, C]`` or ``[B, C, H, W]``: the kernel's ``(batch, channels, inner)``."""
+    return x.shape[0], x.shape[1], math.prod(x.shape[2:])
+
+
+def address(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
 
 
 def addcmul_is_fused(dtype: torch.dtype) -> bool:
