@@ -1,5 +1,8 @@
-"""LUTActivation: gradients, initialization, calibration and equality with the numpy reference."""
+"""LUTActivation: gradients, initialization, calibration, equality with the numpy reference, and the native kernel."""
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,11 +11,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lutnet.lut import activation_function, linear_interpolation_bound, lut_forward, resample_table, second_difference_l1
+import training.lut
+from training import native
 from training.lut import LUTActivation
 
 MODES = ("linear", "nearest")
 EXTRAPOLATIONS = ("clamp", "linear")
 SHAPES = ((7, 3), (2, 3, 3, 2))
+
+
+@pytest.fixture(params=["native", "torch"])
+def lookup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test on the native CPU kernel and on the pure-torch lookup (the CUDA path)."""
+    if request.param == "torch":
+        monkeypatch.setattr(training.lut, "kernel", lambda: None)
+    else:
+        assert native.kernel() is not None, "the native kernel must build here (a C compiler is on PATH)"
+    return request.param
 
 
 def random_layer(mode: str, extrapolate: str, shared: bool, seed: int = 0, bins: int = 6) -> LUTActivation:
@@ -52,7 +67,7 @@ def reference(layer: LUTActivation, x: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("extrapolate", EXTRAPOLATIONS)
-def test_linear_mode_gradients_match_finite_differences(extrapolate: str, shared: bool, shape: tuple[int, ...]) -> None:
+def test_linear_mode_gradients_match_finite_differences(extrapolate: str, shared: bool, shape: tuple[int, ...], lookup_path: str) -> None:
     """Linear mode: analytic gradients of input and table equal float64 finite differences, inside and outside the range."""
     layer = random_layer("linear", extrapolate, shared)
     x = away_from_knots(layer, shape).requires_grad_(True)
@@ -69,7 +84,7 @@ def test_linear_mode_gradients_match_finite_differences(extrapolate: str, shared
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("extrapolate", EXTRAPOLATIONS)
-def test_nearest_mode_table_gradient_is_exact(extrapolate: str, shared: bool, shape: tuple[int, ...]) -> None:
+def test_nearest_mode_table_gradient_is_exact(extrapolate: str, shared: bool, shape: tuple[int, ...], lookup_path: str) -> None:
     """Nearest mode: the table gradient equals finite differences (the output is linear in the table)."""
     layer = random_layer("nearest", extrapolate, shared)
     x = away_from_knots(layer, shape)
@@ -80,7 +95,7 @@ def test_nearest_mode_table_gradient_is_exact(extrapolate: str, shared: bool, sh
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("extrapolate", EXTRAPOLATIONS)
-def test_nearest_mode_input_gradient_is_straight_through(extrapolate: str, shared: bool, shape: tuple[int, ...]) -> None:
+def test_nearest_mode_input_gradient_is_straight_through(extrapolate: str, shared: bool, shape: tuple[int, ...], lookup_path: str) -> None:
     """Nearest mode: the input gradient is the linear-mode derivative of the same table at the same point."""
     nearest, linear = random_layer("nearest", extrapolate, shared), random_layer("linear", extrapolate, shared)
     x = away_from_knots(nearest, shape)
@@ -95,7 +110,7 @@ def test_nearest_mode_input_gradient_is_straight_through(extrapolate: str, share
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_nearest_mode_linear_extrapolation_gradient_outside_the_range(shared: bool) -> None:
+def test_nearest_mode_linear_extrapolation_gradient_outside_the_range(shared: bool, lookup_path: str) -> None:
     """Outside the range, nearest mode with linear extrapolation is truly linear: input gradients pass gradcheck."""
     layer = random_layer("nearest", "linear", shared)
     x = away_from_knots(layer, (9, 3), spread=3.0)
@@ -203,7 +218,7 @@ def test_float32_layer_matches_the_reference_closely(mode: str) -> None:
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_smoothness_is_the_reference_tv2_and_its_gradient_is_autograds(shared: bool) -> None:
+def test_smoothness_is_the_reference_tv2_and_its_gradient_is_autograds(shared: bool, lookup_path: str) -> None:
     """smoothness() equals lutnet's second_difference_l1; smoothness_gradient() equals its autograd gradient."""
     layer = random_layer("linear", "clamp", shared)
     with torch.no_grad():
@@ -252,3 +267,116 @@ def test_inference_mode_call_does_not_spoil_later_training() -> None:
     layer(x).sum().backward()
     np.testing.assert_allclose(layer(x).detach().numpy(), reference(layer, x), rtol=1e-14, atol=1e-14)
     assert x.grad is not None
+
+
+def lookup_with_gradients(layer: LUTActivation, x: torch.Tensor, use_native: bool) -> tuple[torch.Tensor, ...]:
+    """``y``, ``grad_x`` and ``grad_table`` of a random weighting of the output, on the chosen path."""
+    lookup = training.lut._Lookup
+    original = training.lut.kernel
+    try:
+        training.lut.kernel = native.kernel if use_native else lambda: None
+        inputs, table = x.clone().requires_grad_(True), layer.table.detach().clone().requires_grad_(True)
+        lo, step, offsets = layer.grid(x)
+        y = lookup.apply(inputs, table, lo, step, offsets, layer.mode == "nearest", layer.extrapolate == "clamp")
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=y.dtype))
+    finally:
+        training.lut.kernel = original
+    return y.detach(), inputs.grad, table.grad
+
+
+def grid_and_random_inputs(layer: LUTActivation, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Inputs far outside, at the edges, exactly on knots and half-knots (the points where rounding decides), and random."""
+    view = (1, -1) + (1,) * (len(shape) - 2)
+    lo, hi = layer.lo.to(dtype).view(view), layer.hi.to(dtype).view(view)
+    step = (hi - lo) / layer.bins
+    generator = torch.Generator().manual_seed(3)
+    coordinates = torch.randint(-2 * layer.bins, 4 * layer.bins, shape, generator=generator).to(dtype) / 2  # knots, half-knots
+    x = lo + coordinates * step
+    scattered = lo + (hi - lo) * (4 * torch.rand(shape, generator=generator, dtype=dtype) - 1.5)
+    pick = torch.rand(shape, generator=generator) < 0.5
+    x = torch.where(pick, x, scattered)
+    x.view(-1)[:4] = torch.tensor([-1e30, 1e30, 0.0, -0.0], dtype=dtype)
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(64, 37), (4, 37, 5, 5), (3, 37, 1, 3)])
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("extrapolate", EXTRAPOLATIONS)
+@pytest.mark.parametrize("mode", MODES)
+def test_native_kernel_equals_the_torch_path_exactly(mode: str, extrapolate: str, shared: bool, shape: tuple[int, ...],
+                                                     dtype: torch.dtype) -> None:
+    """Forward values, input and table gradients of the native kernel are bit-identical to the torch lookup's.
+
+    37 channels and 25 pixels give both whole 8-lane vectors and scalar tails in the float32 kernel.
+    """
+    assert native.kernel() is not None, "the native kernel must build here (a C compiler is on PATH)"
+    layer = LUTActivation(37, bins=16, range=(-1.5, 2.0), mode=mode, extrapolate=extrapolate, shared=shared).to(dtype)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        layer.table.copy_(torch.randn(layer.table.shape, generator=generator, dtype=dtype))
+        if not shared:
+            layer.lo.copy_(torch.linspace(-3.0, 1.0, 37, dtype=dtype))
+            layer.hi.copy_(layer.lo + torch.linspace(0.1, 6.0, 37, dtype=dtype))
+    x = grid_and_random_inputs(layer, shape, dtype)
+    for name, got, expected in zip(("y", "grad_x", "grad_table"), lookup_with_gradients(layer, x, True),
+                                   lookup_with_gradients(layer, x, False), strict=True):
+        assert got.dtype == expected.dtype and got.shape == expected.shape, name
+        assert torch.equal(got, expected), f"{name}: largest difference {(got - expected).abs().max().item()}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bins", [2, 3, 5, 64])
+def test_native_smoothness_gradient_equals_the_torch_path_exactly(bins: int, dtype: torch.dtype,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native TV(2) gradient is bit-identical to the torch formula, zero curvatures (sign 0) included."""
+    layer = LUTActivation(7, bins=bins).to(dtype)
+    with torch.no_grad():
+        layer.table.copy_(torch.randn(layer.table.shape, generator=torch.Generator().manual_seed(5), dtype=dtype))
+        layer.table[:3] = torch.arange(bins + 1, dtype=dtype) * 0.25  # straight rows: every second difference is 0
+    assert native.kernel() is not None
+    got = layer.smoothness_gradient()
+    monkeypatch.setattr(training.lut, "kernel", lambda: None)
+    expected = layer.smoothness_gradient()
+    assert torch.equal(got, expected)
+    assert torch.equal(got[:3], torch.zeros_like(got[:3])) and got[3:].abs().sum() > 0
+
+
+@pytest.fixture
+def fresh_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """A kernel() that builds again, into an empty cache directory; the cached kernel is restored afterwards."""
+    monkeypatch.setenv("LUTNET_CACHE_DIR", str(tmp_path))
+    native.kernel.cache_clear()
+    yield tmp_path
+    native.kernel.cache_clear()
+
+
+def test_kernel_is_compiled_once_into_the_cache_directory(fresh_kernel: Path) -> None:
+    """The first call compiles one library into $LUTNET_CACHE_DIR; a later first call (as in a new process) reuses it."""
+    assert native.kernel() is not None
+    (library,) = fresh_kernel.glob("lut_kernel_*.so")
+    built = library.stat().st_mtime_ns
+    native.kernel.cache_clear()
+    assert native.kernel() is not None
+    assert library.stat().st_mtime_ns == built and list(fresh_kernel.iterdir()) == [library]
+
+
+def test_lutnet_native_0_uses_the_torch_path(fresh_kernel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LUTNET_NATIVE=0 switches the kernel off: nothing is compiled, and the layer still computes the reference."""
+    monkeypatch.setenv("LUTNET_NATIVE", "0")
+    assert native.kernel() is None
+    layer = random_layer("linear", "linear", False)
+    x = away_from_knots(layer, (8, 3))
+    np.testing.assert_allclose(layer(x).detach().numpy(), reference(layer, x), rtol=1e-14, atol=1e-14)
+    assert list(fresh_kernel.iterdir()) == []
+
+
+def test_without_a_c_compiler_the_torch_path_is_used(fresh_kernel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No compiler on PATH: no error, no library, and training still works through the torch lookup."""
+    monkeypatch.setattr(native, "COMPILER", "no-such-c-compiler")
+    assert native.kernel() is None
+    layer = random_layer("nearest", "clamp", True)
+    x = away_from_knots(layer, (8, 3, 2, 2)).requires_grad_(True)
+    layer(x).sum().backward()
+    assert x.grad is not None and layer.table.grad.abs().sum() > 0
+    assert list(fresh_kernel.glob("*.so")) == []
