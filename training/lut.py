@@ -3,11 +3,13 @@
 The function a table represents is defined in ``lutnet/lut.py``; this module computes exactly that
 function in torch, with gradients, without ever materializing a ``[B, C, K]`` tensor.
 
-How it stays cheap: the table ``T[R, K+1]`` (R = C channels, or 1 when shared) is read through its
-flat view with one index per element, ``k + row (K+1)``; the right-hand knot ``T[k+1]`` comes from the
-same indices on the view shifted by one, so no second index tensor is built. The backward pass is two
-``index_add_`` calls into the flat table gradient (the second into the shifted view). Everything per
-element is ``O(B C)``; the only other work is ``O(R K)``.
+How it stays cheap: on CPU (float32/float64) the lookup is a native kernel (``training.native``, C
+compiled on first use), one call forward and one backward, bit-identical to the torch ops below, which
+remain the path on CUDA and wherever no C compiler is found. Those ops read the table ``T[R, K+1]``
+(R = C channels, or 1 when shared) through its flat view with one index per element, ``k + row (K+1)``;
+the right-hand knot ``T[k+1]`` comes from the same indices on the view shifted by one, so no second
+index tensor is built. The backward pass is ``scatter_add_`` calls into the flat table gradient (the
+last into the shifted view). Everything per element is ``O(B C)``; the only other work is ``O(R K)``.
 
 Gradients, with ``k = floor(clip(u, 0, K-1))`` the left knot of the segment holding ``u`` (or the edge
 segment outside the range) and ``S = T[k+1] - T[k]`` its rise:

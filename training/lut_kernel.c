@@ -31,7 +31,7 @@
 
 /* On x86-64 without -march, fmaf is a libm call per element, the larger part of the forward pass; a
  * clone built for FMA hardware, picked at load time, inlines it as one instruction. */
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) /* clones need ELF ifuncs */
 #define FMA_CLONES __attribute__((target_clones("fma", "default")))
 #else
 #define FMA_CLONES

@@ -112,7 +112,7 @@ def addcmul_is_fused(dtype: torch.dtype) -> bool:
         return True
     if (residual == 0).all():
         return False
-    raise OSError("torch.addcmul rounds some elements once and others twice; the native kernel cannot match it")
+    raise RuntimeError("torch.addcmul rounds some elements once and others twice; the native kernel cannot match it")
 
 
 @functools.cache
@@ -123,7 +123,7 @@ def kernel() -> LookupKernel | None:
         return None
     try:
         return LookupKernel(ctypes.CDLL(str(build())))
-    except (OSError, subprocess.SubprocessError, AttributeError) as error:
+    except (OSError, subprocess.SubprocessError, AttributeError, RuntimeError) as error:
         log.debug("native LUT kernel unavailable, using the torch path: %s", error)
         return None
 
