@@ -55,7 +55,7 @@ class LookupKernel:
 
     @staticmethod
     def supports(x: torch.Tensor) -> bool:
-        return x.device.type == "cpu" and x.dtype in DTYPES
+        return x.is_cpu and x.dtype in DTYPES
 
     def forward(self, x: torch.Tensor, table: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, nearest: bool,
                 clamp: bool) -> tuple[torch.Tensor | None, ...]:
