@@ -30,11 +30,14 @@
 #define SIGN(v) ((REAL)(((v) > 0) - ((v) < 0)))
 
 /* On x86-64 without -march, fmaf is a libm call per element, the larger part of the forward pass; a
- * clone built for FMA hardware, picked at load time, inlines it as one instruction. */
+ * clone built for FMA hardware, picked at load time, inlines it as one instruction. The TV2 gradient
+ * gets an AVX2 clone: 8 knots per instruction instead of 4. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__) /* clones need ELF ifuncs */
 #define FMA_CLONES __attribute__((target_clones("fma", "default")))
+#define AVX2_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define FMA_CLONES
+#define AVX2_CLONES
 #endif
 
 /* Visits element i = (b C + c) inner + j with its table row, by loops: an integer division per element
@@ -241,7 +244,7 @@ static inline REAL NAME(edge_gradient_)(const REAL *knots, int64_t j, int64_t bi
 /* The (sub)gradient of the L1 norm of each row's second differences: the transposed second difference
  * of their signs, torch.diff(F.pad(sign(torch.diff(table, n=2)), (2, 2)), n=2); the signs are
  * recomputed per knot so that the inner loop vectorizes. */
-void NAME(lut_smoothness_gradient_)(const REAL *table, int64_t rows, int64_t bins, REAL *gradient) {
+AVX2_CLONES void NAME(lut_smoothness_gradient_)(const REAL *table, int64_t rows, int64_t bins, REAL *gradient) {
     for (int64_t r = 0; r < rows; r++) {
         const REAL *t = table + r * (bins + 1);
         REAL *out = gradient + r * (bins + 1);
