@@ -1,8 +1,8 @@
 """One entry point for the evidence: ``python -m benchmarks all|accuracy|inference|training|serving|shapes|report [--quick]``.
 
 Each suite writes ``benchmarks/results/<suite>.json``; ``report`` renders ``benchmarks/RESULTS.md`` (and, with
-``--readme``, the README's results section) from them. ``all`` runs every suite, then the report: about an hour on
-2 cores (``--quick``: about 12 minutes, for smoke runs). Peers' environments are built on first use
+``--readme``, the README's results section) from them. ``all`` runs every suite, then the report: about 45 minutes
+on 2 cores (``--quick``: about 10 minutes, for smoke runs). Peers' environments are built on first use
 (``python -m benchmarks.peers.setup``, about 4 minutes once).
 """
 from __future__ import annotations
@@ -33,10 +33,10 @@ class Suite:
 
 SUITES = {
     "accuracy": Suite("accuracy", 30, 3),
-    "inference": Suite("inference", 6, 1),
-    "training": Suite("training_cost", 8, 2),
-    "serving": Suite("serving", 6, 2),
-    "shapes": Suite("shapes", 6, 3),
+    "inference": Suite("inference", 2, 1),
+    "training": Suite("training_cost", 4, 2),
+    "serving": Suite("serving", 4, 2),
+    "shapes": Suite("shapes", 5, 2),
 }
 SUITE_HELP = {
     "accuracy": "suite 1: test accuracy at equal parameter count, lutnet (ONNX-scored) vs ReLU/GELU MLPs and peers, 5 seeds",

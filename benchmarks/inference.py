@@ -5,7 +5,7 @@ accuracy suite's digits budget (~20k trainable parameters): lutnet's MLPs at the
 change the speed of these graphs, so they are synthetic, built through the checkpoint contract), the peers'
 models trained briefly by their runners and exported with ``torch.onnx.export``. Batches 1, 32, 1024 at 1 and 2
 intra-op threads, runners interleaved round by round (benchmarks.export_speed); ratios to the ReLU MLP of the
-same run; node counts per graph. About 6 minutes on 2 cores (``--quick``: ~1 minute, noisier).
+same run; node counts per graph. About 2 minutes on 2 cores (``--quick``: ~1 minute, noisier).
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -268,6 +269,12 @@ def serving_headline(results: Results) -> str:
     return table(["server", *(f"c={c}" for c in CONCURRENCIES)], rows)
 
 
+def same_run(first: dict[str, Any], second: dict[str, Any], within_s: float = 1800.0) -> bool:
+    """Whether two results files were written within ``within_s`` seconds of each other (one suite run)."""
+    dates = [datetime.fromisoformat(r.get("machine", {}).get("date", "1970-01-01T00:00:00+00:00")) for r in (first, second)]
+    return abs((dates[0] - dates[1]).total_seconds()) <= within_s
+
+
 SERVING_HEADER = ["server", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms"]
 
 
@@ -280,6 +287,9 @@ def serving_section(results: Results) -> str:
     ratios = serving_ratios(results)
     if ratios:
         parts.append("lutnet serve against KServe (target: at least 3x):\n\n" + table(["concurrency", "lutnet / KServe req/s", "target"], ratios))
+        if not same_run(results["serve_speed"], results["serving_peers"]):
+            parts.append("**These ratios compare two runs made at different times (dates above)**; "
+                         "`python -m benchmarks serving` measures both in one run.")
     if "serving_peers" not in results:
         parts.append(missing("serving_peers"))
     return "\n\n".join(parts)

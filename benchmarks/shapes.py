@@ -2,8 +2,8 @@
 
 Run ``python -m benchmarks.shapes [--quick]``; writes ``benchmarks/results/shapes.json`` and one PNG per model under
 ``benchmarks/results/`` (learned curves over their init; plus ``lutnet plot``'s figure where that command is installed).
-Trains the ``lutnet train`` default LUT-MLP on digits and MNIST-5k (seed 0). About 3 minutes on 2 cores
-(``--quick``: digits only, ~20 s).
+Trains the ``lutnet train`` default LUT-MLP on digits and MNIST-5k (seed 0). About 5 minutes on 2 cores
+(``--quick``: digits only, ~2 minutes).
 
 Per layer and channel, with knots ``x_k = lo + k h`` and the table ``T`` against its init ``T0 = f(x_k)``:
 distance = ``|T - T0| / (hi - lo)`` (mean over knots, and max), the bend = the knot of the largest

@@ -4,7 +4,7 @@ Run ``python -m benchmarks.training_cost [--quick]``; writes ``benchmarks/result
 models (ReLU, GELU, LUT trained in linear and in nearest mode) run the trainer's own epoch
 (``benchmarks.train_speed.epoch_runner``) at the accuracy suite's budget widths, interleaved epoch by epoch on one
 thread; the peers report the median epoch of a short run of their runner in their own environments (same split,
-batch 64, one thread). About 8 minutes on 2 cores (``--quick``: digits only, 3 epochs each, ~2 minutes).
+batch 64, one thread). About 4 minutes on 2 cores (``--quick``: digits only, 3 epochs each, ~2 minutes).
 """
 from __future__ import annotations
 

@@ -75,6 +75,13 @@ def test_inference_and_serving_numbers_come_from_the_files():
     assert "| 1 | 7.00x | met |" in text  # lutnet / KServe req/s against the 3x target
 
 
+def test_serving_ratios_across_two_runs_are_flagged():
+    results = fake_results()
+    assert "different times" not in report.serving_section(results)
+    results["serving_peers"]["machine"] = {**MACHINE, "date": "2026-01-01T05:00:00+00:00"}
+    assert "**These ratios compare two runs made at different times (dates above)**" in report.serving_section(results)
+
+
 def test_duration_picks_a_readable_unit():
     assert [report.duration(s) for s in (4.7e-6, 219e-6, 6.9e-3, 1.2)] == ["4.7 us", "219 us", "6.9 ms", "1.2 s"]
 
