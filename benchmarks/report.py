@@ -420,9 +420,9 @@ def render_readme_snippet(results: Results) -> str:
     """The README's results section body: headline tables and a link to the full report."""
     seeds = len(results.get("accuracy", {}).get("settings", {}).get("seeds", []))
     parts = [
-        "Reproduce with `python -m benchmarks all` (about an hour on 2 cores); the full tables, plots, machine and "
-        "versions are in [benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
-        f"**Accuracy at equal parameter count** (test split, mean ± std over {seeds} seeds; lutnet scored on its exported ONNX model; "
+        "Reproduce with `python -m benchmarks all` (`python -m benchmarks --help` gives each suite's duration); the full tables, "
+        "plots, tuning studies, machine and versions are in [benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
+        f"**Accuracy at equal parameter count** (test split, mean ± std over {seeds} seed{'s' * (seeds != 1)}; lutnet scored on its exported ONNX model; "
         "\"loses\"/\"wins\" against the ReLU MLP beyond the standard error):\n\n" + accuracy_headline(results),
         "**Inference latency** (onnxruntime CPU, digits budget, ratio to the ReLU MLP):\n\n" + inference_headline(results),
         "**Serving** (batch-1 v2 JSON infer, one worker; req/s with p99 latency):\n\n" + serving_headline(results),
