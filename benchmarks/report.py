@@ -266,7 +266,10 @@ def serving_headline(results: Results) -> str:
     ratios = {row[0]: f"{row[1]} ({row[2]})" for row in serving_ratios(results)}
     if ratios:
         rows.append(["lutnet / KServe (target >= 3x)", *(ratios.get(c, "") for c in CONCURRENCIES)])
-    return table(["server", *(f"c={c}" for c in CONCURRENCIES)], rows)
+    text = table(["server", *(f"c={c}" for c in CONCURRENCIES)], rows)
+    if ratios and not same_run(results["serve_speed"], results["serving_peers"]):
+        text += "\n\n**lutnet and the peers were measured in different runs**; `python -m benchmarks serving` measures both in one run."
+    return text
 
 
 def same_run(first: dict[str, Any], second: dict[str, Any], within_s: float = 1800.0) -> bool:

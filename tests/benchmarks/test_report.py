@@ -80,6 +80,7 @@ def test_serving_ratios_across_two_runs_are_flagged():
     assert "different times" not in report.serving_section(results)
     results["serving_peers"]["machine"] = {**MACHINE, "date": "2026-01-01T05:00:00+00:00"}
     assert "**These ratios compare two runs made at different times (dates above)**" in report.serving_section(results)
+    assert "**lutnet and the peers were measured in different runs**" in report.serving_headline(results)
 
 
 def test_duration_picks_a_readable_unit():
