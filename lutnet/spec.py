@@ -18,7 +18,7 @@ TASKS = ("classification", "regression")
 class LUTSpec:
     """Settings of every LUT activation layer in a model."""
 
-    bins: int = 64
+    bins: int = 16
     mode: str = "linear"
     extrapolate: str = "linear"
     init: str = "relu"

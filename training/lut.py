@@ -122,7 +122,7 @@ class LUTActivation(nn.Module):
     are buffers, set by :meth:`calibrate`. The function equals ``lutnet.lut.lut_forward``.
     """
 
-    def __init__(self, channels: int, bins: int = 64, range: tuple[float, float] = (-4.0, 4.0), mode: str = "linear",
+    def __init__(self, channels: int, bins: int = 16, range: tuple[float, float] = (-4.0, 4.0), mode: str = "linear",
                  extrapolate: str = "clamp", init: str = "relu", shared: bool = False) -> None:
         super().__init__()
         LUTSpec(bins=bins, mode=mode, extrapolate=extrapolate, init=init, shared=shared, range=tuple(range)).validate("LUTActivation")

@@ -56,7 +56,7 @@ class TrainConfig:
     model: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     activation: str = "lut"
-    bins: int = 64
+    bins: int = 16
     mode: str = "linear"
     extrapolate: str = "linear"
     init: str = "relu"

@@ -5,6 +5,7 @@ import pytest
 
 from benchmarks.accuracy import BUDGETS, DEPTH, LUTNET_MODELS, lutnet_width
 from training.data import load_dataset
+from training.trainer import TrainConfig
 
 CASES = [(dataset, model) for dataset in BUDGETS for model in LUTNET_MODELS]
 
@@ -26,7 +27,7 @@ def test_width_meets_the_budget_and_counts_tables(datasets, dataset, model):
     activation = LUTNET_MODELS[model]["activation"]
     width, params = lutnet_width(data, LUTNET_MODELS[model], BUDGETS[dataset])
     outputs = len(data.labels) if data.task == "classification" else 1
-    assert params == mlp_parameters(data.input_shape[0], width, outputs, activation, bins=64)
+    assert params == mlp_parameters(data.input_shape[0], width, outputs, activation, bins=LUTNET_MODELS[model].get("bins", TrainConfig().bins))
     assert abs(params - BUDGETS[dataset]) <= 0.05 * BUDGETS[dataset]
 
 
