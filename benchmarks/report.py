@@ -217,7 +217,13 @@ def training_section(results: Results) -> str:
 
 # --- suite 4: serving ----------------------------------------------------------------------------------------
 
-SERVE_SPEED_ROWS = {"bare FastAPI (ceiling)": "bare_c{c}", "lutnet serve": "v2_json_b1_c{c}"}
+SERVE_SPEED_ROWS = {
+    "bare FastAPI constant (ceiling)": "bare_c{c}",
+    "lean FastAPI + orjson + onnxruntime": "lean_c{c}",
+    "lutnet serve (defaults)": "v2_json_b1_c{c}",
+    "lutnet serve --execution inline --no-batching": "inline_v2_json_b1_c{c}",
+    "lutnet serve --execution thread --no-batching": "thread_unbatched_v2_json_b1_c{c}",
+}
 CONCURRENCIES = (1, 8, 64)
 
 

@@ -42,7 +42,7 @@ from tests.export.checkpoints import random_checkpoint
 WORK = Path(__file__).resolve().parent / ".work" / "serve_speed"
 HOST = "127.0.0.1"
 INFER = "/v2/models/digits/infer"
-TARGETS = {"json_c1_vs_bare": 0.75, "p99_c64_ms": 10.0, "binary_vs_json_b256": 2.0}
+TARGETS = {"json_c1_vs_bare": 0.75, "p99_c64_ms": 10.0, "binary_vs_json_b256": 2.0, "json_c1_vs_lean": 0.9, "json_c64_vs_lean": 0.9}
 WRK_SCRIPT = """
 local f = assert(io.open("{body}", "rb"))
 wrk.method = "POST"
@@ -69,29 +69,27 @@ class Scenario:
     concurrency: int
 
 
-SERVERS = {  # name -> extra flags of `lutnet serve` (None: the bare FastAPI app)
+APPS = {  # reference servers: name -> uvicorn factory in this module, and the route that says it is up
+    "bare": ("bare_app", "/constant"),
+    "lean": ("lean_app", "/ready"),
+}
+SERVERS = {  # name -> extra flags of `lutnet serve` (None: a reference app of APPS)
     "bare": None,
-    "lutnet": [],
-    "lutnet_batching": ["--batching"],
-    "lutnet_thread": ["--execution", "thread"],
-    "lutnet_batching_thread": ["--batching", "--execution", "thread"],
+    "lean": None,
+    "lutnet": [],  # the defaults: threaded execution with dynamic batching
+    "lutnet_inline": ["--execution", "inline", "--no-batching"],
+    "lutnet_inline_batching": ["--execution", "inline", "--batching"],
+    "lutnet_thread_unbatched": ["--execution", "thread", "--no-batching"],
 }
 SCENARIOS = [
-    Scenario("bare_c1", "bare", "/constant", "json_b1", 1),
-    Scenario("bare_c8", "bare", "/constant", "json_b1", 8),
-    Scenario("bare_c64", "bare", "/constant", "json_b1", 64),
-    Scenario("v2_json_b1_c1", "lutnet", INFER, "json_b1", 1),
-    Scenario("v2_json_b1_c8", "lutnet", INFER, "json_b1", 8),
-    Scenario("v2_json_b1_c64", "lutnet", INFER, "json_b1", 64),
+    *(Scenario(f"bare_c{c}", "bare", "/constant", "json_b1", c) for c in (1, 8, 64)),
+    *(Scenario(f"lean_c{c}", "lean", INFER, "json_b1", c) for c in (1, 8, 64)),
+    *(Scenario(f"v2_json_b1_c{c}", "lutnet", INFER, "json_b1", c) for c in (1, 8, 64)),
     Scenario("v1_predict_b1_c1", "lutnet", "/v1/models/digits:predict", "instances_b1", 1),
     Scenario("v2_json_b256_c1", "lutnet", INFER, "json_b256", 1),
     Scenario("v2_binary_b256_c1", "lutnet", INFER, "binary_b256", 1),
-    Scenario("batching_v2_json_b1_c1", "lutnet_batching", INFER, "json_b1", 1),
-    Scenario("batching_v2_json_b1_c64", "lutnet_batching", INFER, "json_b1", 64),
-    Scenario("thread_v2_json_b1_c1", "lutnet_thread", INFER, "json_b1", 1),
-    Scenario("thread_v2_json_b1_c64", "lutnet_thread", INFER, "json_b1", 64),
-    Scenario("batching_thread_v2_json_b1_c1", "lutnet_batching_thread", INFER, "json_b1", 1),
-    Scenario("batching_thread_v2_json_b1_c64", "lutnet_batching_thread", INFER, "json_b1", 64),
+    *(Scenario(f"{variant}_v2_json_b1_c{c}", f"lutnet_{variant}", INFER, "json_b1", c)
+      for variant in ("inline", "inline_batching", "thread_unbatched") for c in (1, 64)),
 ]
 
 
@@ -105,6 +103,35 @@ def bare_app() -> Any:
     async def constant() -> dict[str, str]:
         return {"status": "ok"}
 
+    return app
+
+
+def lean_app() -> Any:
+    """The lean ceiling for a model server: FastAPI + orjson + onnxruntime, one route, no validation or metrics.
+
+    It parses the same v2 JSON body as lutnet's infer route and answers the same v2 JSON; the model path
+    comes from ``LUTNET_BENCH_MODEL``.
+    """
+    import onnxruntime as ort
+    from fastapi import FastAPI, Response
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(os.environ["LUTNET_BENCH_MODEL"], options, providers=["CPUExecutionProvider"])
+
+    async def ready(request: Any) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def infer(request: Any) -> Response:
+        tensor = orjson.loads(await request.body())["inputs"][0]
+        x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+        y = session.run(None, {tensor["name"]: x})[0]
+        output = {"name": "output", "shape": list(y.shape), "datatype": "FP32", "data": y.ravel().tolist()}
+        return Response(orjson.dumps({"model_name": "digits", "outputs": [output]}), media_type="application/json")
+
+    app = FastAPI()
+    app.add_route("/ready", ready, methods=["GET"])  # plain Starlette routes: no parameter injection on the hot path
+    app.add_route(INFER, infer, methods=["POST"])
     return app
 
 
@@ -164,12 +191,14 @@ def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, tupl
         for name, flags in SERVERS.items():
             port = str(ports[name])
             if flags is None:
-                command = [sys.executable, "-m", "uvicorn", "benchmarks.serve_speed:bare_app", "--factory", "--host", HOST, "--port", port, "--no-access-log"]
+                factory = f"benchmarks.serve_speed:{APPS[name][0]}"
+                command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", HOST, "--port", port, "--no-access-log"]
             else:
                 command = [sys.executable, "-m", "lutnet", "serve", "--repository", str(repository), "--host", HOST, "--port", port, *flags]
-            processes[name] = subprocess.Popen([*pin, *command, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+            environment = {**os.environ, "LUTNET_BENCH_MODEL": str(repository / "digits" / "1" / "model.onnx")}
+            processes[name] = subprocess.Popen([*pin, *command, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=environment)
         for name in SERVERS:
-            wait_ready(processes[name], ports[name], "/constant" if SERVERS[name] is None else "/v2/health/ready")
+            wait_ready(processes[name], ports[name], APPS[name][1] if SERVERS[name] is None else "/v2/health/ready")
         yield {name: (ports[name], processes[name].pid) for name in SERVERS}
     finally:
         for process in processes.values():
@@ -256,13 +285,15 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
     ratios = {
         "json_c1_vs_bare": rps["v2_json_b1_c1"] / rps["bare_c1"],
         "json_c64_vs_bare": rps["v2_json_b1_c64"] / rps["bare_c64"],
+        "json_c1_vs_lean": rps["v2_json_b1_c1"] / rps["lean_c1"],
+        "json_c64_vs_lean": rps["v2_json_b1_c64"] / rps["lean_c64"],
         "p99_c64_ms": summary["v2_json_b1_c64"]["p99_ms"],
         "binary_vs_json_b256": rps["v2_binary_b256_c1"] / rps["v2_json_b256_c1"],
-        "batching_on_vs_off_c1": rps["batching_v2_json_b1_c1"] / rps["v2_json_b1_c1"],
-        "batching_on_vs_off_c64": rps["batching_v2_json_b1_c64"] / rps["v2_json_b1_c64"],
-        "thread_vs_inline_c1": rps["thread_v2_json_b1_c1"] / rps["v2_json_b1_c1"],
-        "thread_vs_inline_c64": rps["thread_v2_json_b1_c64"] / rps["v2_json_b1_c64"],
-        "batching_thread_vs_off_c64": rps["batching_thread_v2_json_b1_c64"] / rps["v2_json_b1_c64"],
+        "batching_on_vs_off_c1": rps["v2_json_b1_c1"] / rps["thread_unbatched_v2_json_b1_c1"],
+        "batching_on_vs_off_c64": rps["v2_json_b1_c64"] / rps["thread_unbatched_v2_json_b1_c64"],
+        "defaults_vs_inline_c1": rps["v2_json_b1_c1"] / rps["inline_v2_json_b1_c1"],
+        "defaults_vs_inline_c64": rps["v2_json_b1_c64"] / rps["inline_v2_json_b1_c64"],
+        "inline_batching_vs_inline_c64": rps["inline_batching_v2_json_b1_c64"] / rps["inline_v2_json_b1_c64"],
         "best_p99_c64_ms": min(values["p99_ms"] for name, values in summary.items() if name.endswith("_b1_c64")),
         "server_cpu_json_c1_vs_bare": summary["v2_json_b1_c1"]["server_cpu_us_per_request"] / summary["bare_c1"]["server_cpu_us_per_request"],
     }
@@ -270,6 +301,8 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
         "json_c1_vs_bare": ratios["json_c1_vs_bare"] >= TARGETS["json_c1_vs_bare"],
         "p99_c64_ms": ratios["p99_c64_ms"] <= TARGETS["p99_c64_ms"],
         "binary_vs_json_b256": ratios["binary_vs_json_b256"] >= TARGETS["binary_vs_json_b256"],
+        "json_c1_vs_lean": ratios["json_c1_vs_lean"] >= TARGETS["json_c1_vs_lean"],
+        "json_c64_vs_lean": ratios["json_c64_vs_lean"] >= TARGETS["json_c64_vs_lean"],
     }
     return {"comparisons": ratios, "targets": TARGETS, "targets_met": met}
 
@@ -305,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         {
             "setup": {
                 "model": "digits-shaped lutnet MLP 64-256-256-10, 64-bin LUT, exported by lutnet export",
+                "lutnet_defaults": "execution thread, batching on",
                 "servers": {name: flags for name, flags in SERVERS.items()},
                 "scenarios": [asdict(s) for s in SCENARIOS],
                 "server_pin": server_pin,

@@ -71,7 +71,7 @@ def test_missing_suites_are_named_with_the_command_that_measures_them():
 def test_inference_and_serving_numbers_come_from_the_files():
     text = report.render_results(fake_results())
     assert "| lut_linear | 16 | 3 us (3.00x) | 3.07 ms (3.00x) |" in text
-    assert "| lutnet serve | 1 | 7777 | 0.50 | 0.90 | 1.50 |" in text and "| kserve | 1 | 1111 |" in text
+    assert "| lutnet serve (defaults) | 1 | 7777 | 0.50 | 0.90 | 1.50 |" in text and "| kserve | 1 | 1111 |" in text
     assert "| 1 | 7.00x | met |" in text  # lutnet / KServe req/s against the 3x target
 
 
@@ -97,7 +97,7 @@ def test_write_report_renders_markdown_plots_and_readme(tmp_path):
     updated = readme.read_text()
     assert "old text" not in updated and updated.endswith("## After\n") and updated.startswith("# project\n")
     assert "0.9111 ± 0.0010 (loses)" in updated and "over 5 seeds" in updated
-    assert "| lutnet serve | 7777 (1.50 ms) |  |  |" in updated and "| lutnet / KServe (target >= 3x) | 7.00x (met) |" in updated
+    assert "| lutnet serve (defaults) | 7777 (1.50 ms) |  |  |" in updated and "| lutnet / KServe (target >= 3x) | 7.00x (met) |" in updated
 
 
 def test_markers_replacement_keeps_the_markers_and_is_idempotent():

@@ -43,4 +43,6 @@ def test_targets_are_judged_from_the_medians() -> None:
         "json_c1_vs_bare": False,
         "p99_c64_ms": True,
         "binary_vs_json_b256": True,
+        "json_c1_vs_lean": False,
+        "json_c64_vs_lean": True,
     }
