@@ -414,7 +414,42 @@ def draw_plots(results: Results, folder: Path = RESULTS_DIR) -> list[Path]:
 
 # --- documents ----------------------------------------------------------------------------------------------
 
-SECTIONS = (accuracy_section, inference_section, training_section, serving_section, shapes_section, tuning_section)
+def target_rows(results: Results) -> list[list[object]]:
+    """The issues' speed targets as measured: the training epoch, the fused graph at the reference shape, serving."""
+    rows: list[list[object]] = []
+    train = results.get("train_speed", {})
+    if "chosen" in train:
+        chosen, limit = train["chosen"], train["target"][train["chosen"]["ratio"]]
+        rows.append([f"training epoch, digits MLP, {chosen['ratio']} (batch {chosen['batch_size']}, {chosen['lookup']})",
+                     f"{chosen['wall']:.2f}x", f"<= {limit}x", "met" if chosen["wall"] <= limit else "**missed**"])
+    for entry in results.get("export_speed", {}).get("targets", []):
+        if "ratio" in entry:
+            mode, extrapolate = entry["lookup"].split("_")
+            rows.append([f"fused {mode} (extrapolate {extrapolate}) / ReLU, 64-256-256-10, K=64, batch {entry['batch']}, 1 thread",
+                         f"{entry['ratio']:.2f}x", f"<= {entry['target']}x", "met" if entry["met"] else "**missed**"])
+        else:
+            rows.append([f"PyTorch eager / fused, batch {entry['batch']}", f"{entry['torch_eager_over_fused']:.1f}x",
+                         f">= {entry['target']}x", "met" if entry["met"] else "**missed**"])
+    serve = results.get("serve_speed", {})
+    for name, value in serve.get("comparisons", {}).items():
+        if name in serve.get("targets", {}):
+            limit, met = serve["targets"][name], serve["targets_met"][name]
+            bound = f"<= {limit} ms" if name.endswith("_ms") else f">= {limit}x"
+            shown = f"{value:.1f} ms" if name.endswith("_ms") else f"{value:.2f}x"
+            rows.append([f"serving (defaults): {name.replace('_', ' ')}", shown, bound, "met" if met else "**missed**"])
+    return rows
+
+
+def targets_section(results: Results) -> str:
+    rows = target_rows(results)
+    if not rows:
+        return "## Speed targets\n\n" + missing("train_speed")
+    return "## Speed targets\n\n" + "\n\n".join(
+        [measured_on(results[s]) + f" ({s})" for s in ("train_speed", "export_speed", "serve_speed") if s in results]
+        + [table(["what", "measured", "target", "verdict"], rows)])
+
+
+SECTIONS = (accuracy_section, inference_section, training_section, serving_section, targets_section, shapes_section, tuning_section)
 
 
 def render_results(results: Results) -> str:
@@ -435,6 +470,8 @@ def render_readme_snippet(results: Results) -> str:
         "\"loses\"/\"wins\" against the ReLU MLP beyond the standard error):\n\n" + accuracy_headline(results),
         "**Inference latency** (onnxruntime CPU, digits budget, ratio to the ReLU MLP):\n\n" + inference_headline(results),
         "**Serving** (batch-1 v2 JSON infer, one worker; req/s with p99 latency):\n\n" + serving_headline(results),
+        "**Speed targets** (medians measured side by side in one run of each script):\n\n"
+        + table(["what", "measured", "target", "verdict"], target_rows(results)),
     ]
     return "\n\n".join(parts)
 

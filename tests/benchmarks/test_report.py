@@ -121,3 +121,17 @@ def test_unreadable_results_file_is_named(tmp_path):
     (tmp_path / "accuracy.json").write_text("{not json")
     with pytest.raises(LutnetError, match="accuracy.json"):
         report.load_results(tmp_path)
+
+
+def test_speed_targets_come_from_the_measurements_with_their_verdicts():
+    from benchmarks.report import target_rows
+
+    results = {
+        "train_speed": {"chosen": {"ratio": "lut/relu", "batch_size": 64, "lookup": "native", "wall": 1.25, "cpu": 1.3}, "target": {"lut/relu": 1.3}},
+        "export_speed": {"targets": [{"lookup": "linear_clamp", "batch": 1024, "ratio": 2.5, "target": 2.0, "met": False}]},
+        "serve_speed": {"comparisons": {"p99_c64_ms": 4.0, "other": 1.0}, "targets": {"p99_c64_ms": 10.0}, "targets_met": {"p99_c64_ms": True}},
+    }
+    rows = target_rows(results)
+    assert rows[0][1:] == ["1.25x", "<= 1.3x", "met"]
+    assert rows[1][0].startswith("fused linear (extrapolate clamp)") and rows[1][1:] == ["2.50x", "<= 2.0x", "**missed**"]
+    assert rows[2][1:] == ["4.0 ms", "<= 10.0 ms", "met"] and len(rows) == 3
