@@ -9,7 +9,6 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lutnet import __version__
 from lutnet.errors import LutnetError
 from service import schemas
+from service.compute import ComputeThreads
 from service.dataplane import DataPlane
 from service.errors import PayloadTooLarge, ServiceError
 from service.metrics import ServiceMetrics
@@ -78,8 +78,8 @@ def configure_logging(level: str) -> None:
 async def serving(plane: DataPlane) -> AsyncIterator[None]:
     """Lifespan: load models (sessions are created here, after any fork), poll, log statistics; drain on exit."""
     settings = plane.settings
-    executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="onnxruntime") if settings.execution == "thread" else None
-    await plane.registry.start(executor)
+    threads = ComputeThreads(os.cpu_count() or 1, "onnxruntime") if settings.execution == "thread" else None
+    await plane.registry.start(threads)
     if not plane.registry.defaults():
         log.warning("no model is loaded from %s; the server answers 404 until one is loaded", plane.registry.repository)
     restore_signal = _drain_on_sigterm(plane)
@@ -96,8 +96,8 @@ async def serving(plane: DataPlane) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await plane.registry.close()
-        if executor is not None:
-            executor.shutdown(wait=True)
+        if threads is not None:
+            threads.shutdown()
         restore_signal()
         for model in plane.registry.loaded():
             log.info("statistics at shutdown: %s", model.stats.summary())

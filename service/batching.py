@@ -98,13 +98,14 @@ class MicroBatcher:
             await self._worker
 
     async def _computing(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
-        """``execute`` with the model marked busy, so requests arriving meanwhile queue; the worker is woken after."""
+        """``execute`` with the model marked busy, so requests arriving meanwhile queue; the worker is woken after if it has work."""
         self._busy = True
         try:
             return await self._execute(feeds)
         finally:
             self._busy = False
-            self._arrived.set()
+            if self._pending or self._closed:  # an idle worker needs no wake-up: that would cost a loop pass per request
+                self._arrived.set()
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()

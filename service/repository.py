@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from service.compute import ComputeThreads
 from service.config import CONFIG_FILE, BatchingPolicy, ModelConfig
 from service.errors import BadRequest, ModelLoadError, NotFound, Unavailable
 from service.metrics import PERCENTILES, ServiceMetrics
@@ -65,7 +65,7 @@ class ModelRegistry:
         self._fingerprints: dict[tuple[str, int], Fingerprint] = {}
         self._failures: dict[tuple[str, int], tuple[Fingerprint, str]] = {}
         self._unloaded: set[str] = set()
-        self._executor: Executor | None = None
+        self._threads: ComputeThreads | None = None
         self._lock: asyncio.Lock | None = None
 
     # -- reading (event loop, hot path) --
@@ -107,9 +107,9 @@ class ModelRegistry:
 
     # -- changing (serialized by one lock; blocking work in threads) --
 
-    async def start(self, executor: Executor | None = None) -> list[str]:
+    async def start(self, threads: ComputeThreads | None = None) -> list[str]:
         """Load every model in the repository; returns the load failures (already logged)."""
-        self._executor = executor
+        self._threads = threads
         return await self.sync(force=True)
 
     async def sync(self, *, force: bool = False) -> list[str]:
@@ -196,7 +196,7 @@ class ModelRegistry:
             return None
         self._failures.pop((name, version), None)
         self._fingerprints[name, version] = found.fingerprint
-        model.start(self.settings.execution, self._executor)
+        model.start(self.settings.execution, self._threads)
         return model
 
     def _build(self, name: str, version: int, path: Path) -> LoadedModel:

@@ -7,10 +7,8 @@ own after uvicorn forks. Execution is either inline on the event loop or in a wo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import onnxruntime as ort
 
 from lutnet import metadata as card_keys
 from service.batching import BatchResult, MicroBatcher
+from service.compute import ComputeThreads
 from service.config import BatchingPolicy
 from service.errors import BadRequest, ModelLoadError
 from service.metrics import ModelStats
@@ -131,7 +130,7 @@ class LoadedModel:
         )
         self.max_batch_size = policy.max_batch_size if self.batchable else None
         self.batcher: MicroBatcher | None = None
-        self._executor: Executor | None = None
+        self._threads: ComputeThreads | None = None
 
     @property
     def primary_input(self) -> TensorSpec:
@@ -149,9 +148,9 @@ class LoadedModel:
             raise BadRequest(f"model {self.name} inputs", expected="one input for the /v1 API (use /v2 for several)", got=[s.name for s in specs])
         return (chosen or list(specs))[0]
 
-    def start(self, execution: str, executor: Executor | None) -> None:
+    def start(self, execution: str, threads: ComputeThreads | None) -> None:
         """Choose inline or threaded execution and start the batching queue (needs the running event loop)."""
-        self._executor = executor if execution == "thread" else None
+        self._threads = threads if execution == "thread" else None
         if self.policy.enabled and self.batchable:
             self.batcher = MicroBatcher(
                 self.execute,
@@ -160,7 +159,7 @@ class LoadedModel:
                 max_delay_us=self.policy.max_queue_delay_us,
                 max_queue_size=self.policy.max_queue_size,
                 timeout_s=self.policy.request_timeout_s,
-                run_when_idle=self._executor is not None,
+                run_when_idle=self._threads is not None,
             )
             self.batcher.start()
 
@@ -176,11 +175,11 @@ class LoadedModel:
         return outputs, time.perf_counter_ns() - started
 
     async def execute(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
-        """``run`` inline, or in the executor so the event loop keeps serving while it computes; counted on the loop."""
-        if self._executor is None:
+        """``run`` inline, or in a compute thread so the event loop keeps serving while it computes; counted on the loop."""
+        if self._threads is None:
             outputs, elapsed = self.run(feeds)
         else:
-            outputs, elapsed = await asyncio.get_running_loop().run_in_executor(self._executor, self.run, feeds)
+            outputs, elapsed = await self._threads.call(self.run, feeds)
         self.stats.record_execution(len(next(iter(feeds.values()))) if self.batchable else 1, elapsed)
         return outputs, elapsed
 
