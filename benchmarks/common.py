@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lutnet.atomic import write_text_atomic
+from lutnet.errors import LutnetError
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PACKAGES = ("lutnet", "numpy", "torch", "onnx", "onnxruntime", "fastapi", "uvicorn", "scikit-learn")
@@ -67,3 +69,14 @@ def write_results(suite: str, results: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{suite}.json"
     write_text_atomic(path, json.dumps({"suite": suite, "machine": machine_info(), **results}, indent=2) + "\n")
     return path
+
+
+def record(program: str, suite: str, measure: Callable[[], dict[str, Any]]) -> int:
+    """Run ``measure`` and write its results as ``suite``; a ``LutnetError`` becomes one line and exit code 2."""
+    try:
+        path = write_results(suite, measure())
+    except LutnetError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0

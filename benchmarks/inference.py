@@ -10,7 +10,6 @@ same run; node counts per graph. About 2 minutes on 2 cores (``--quick``: ~1 min
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import onnx
 
 from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, LUTNET_MODELS, WORK, lutnet_width
-from benchmarks.common import write_results
+from benchmarks.common import record
 from benchmarks.export_speed import interleaved, onnx_runner, synthetic_checkpoint, torch_runner
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.setup import PEERS, ensure
@@ -28,7 +27,6 @@ from benchmarks.peers.smoke import WORK as PEER_WORK
 from benchmarks.peers.smoke import run_learning_peer
 from export.graph import build_graph
 from lutnet.checkpoint import Checkpoint
-from lutnet.errors import LutnetError
 from training.data import load_dataset
 from training.trainer import TrainConfig, model_spec
 
@@ -106,13 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="6 rounds instead of 30 (a smoke run, noisier)")
     parser.add_argument("--no-peers", action="store_true", help="lutnet graphs only")
     args = parser.parse_args(argv)
-    try:
-        path = write_results("inference", measure(args.quick, not args.no_peers))
-    except LutnetError as error:
-        print(f"benchmarks.inference: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    return record("benchmarks.inference", "inference", lambda: measure(args.quick, not args.no_peers))
 
 
 if __name__ == "__main__":

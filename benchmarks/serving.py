@@ -8,12 +8,11 @@ About 4 minutes on 2 cores (``--quick``: 1-second loads, one round, ~2 minutes).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import serve_speed
-from benchmarks.common import write_results
+from benchmarks.common import record
 from benchmarks.peers.setup import ensure
 from benchmarks.peers.smoke import SERVING_PEERS, serve_and_measure
 from lutnet.errors import LutnetError
@@ -50,13 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = serve_speed.main(["--duration", "1", "--repeats", "1"] if args.quick else [])
     if status != 0:
         return status
-    try:
-        path = write_results("serving_peers", peers(1 if args.quick else 5))
-    except LutnetError as error:
-        print(f"benchmarks.serving: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    return record("benchmarks.serving", "serving_peers", lambda: peers(1 if args.quick else 5))
 
 
 if __name__ == "__main__":

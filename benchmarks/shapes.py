@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, write_results
+from benchmarks.common import RESULTS_DIR, record
 from lutnet.checkpoint import Checkpoint, read_checkpoint
-from lutnet.errors import LutnetError
 from lutnet.lut import init_table, knot_positions
 from training.trainer import TrainConfig, train
 
@@ -143,13 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shapes", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="digits only")
     args = parser.parse_args(argv)
-    try:
-        path = write_results("shapes", measure(("digits",) if args.quick else DATASETS))
-    except LutnetError as error:
-        print(f"benchmarks.shapes: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    return record("benchmarks.shapes", "shapes", lambda: measure(("digits",) if args.quick else DATASETS))
 
 
 if __name__ == "__main__":

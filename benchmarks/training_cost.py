@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,13 +18,12 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, LUTNET_MODELS, WORK, lutnet_width
-from benchmarks.common import summarize, write_results
+from benchmarks.common import summarize, record
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.setup import PEERS, ensure
 from benchmarks.peers.smoke import WORK as PEER_WORK
 from benchmarks.peers.smoke import run_learning_peer
 from benchmarks.train_speed import epoch_runner
-from lutnet.errors import LutnetError
 from training.data import load_dataset
 from training.trainer import TrainConfig
 
@@ -88,13 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     datasets = ("digits",) if args.quick else DATASETS
     epochs = 3 if args.quick else args.epochs
-    try:
-        path = write_results("training_cost", measure(datasets, epochs, 3 if args.quick else 5, not args.no_peers))
-    except LutnetError as error:
-        print(f"benchmarks.training_cost: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    return record("benchmarks.training_cost", "training_cost", lambda: measure(datasets, epochs, 3 if args.quick else 5, not args.no_peers))
 
 
 if __name__ == "__main__":
