@@ -40,9 +40,9 @@ class MicroBatcher:
     One worker task takes whole requests in arrival order, concatenates their inputs along the batch
     axis, runs them once and hands each request its own rows, so results equal unbatched ones.
 
-    With ``run_when_idle`` (for models computing off the event loop) and no queue delay, a request to an
-    idle model with nothing queued runs at once without the hop through the worker; requests that
-    arrive while it computes queue and are merged into the next call.
+    With ``run_when_idle`` and no queue delay, a lone request (no other request to this queue in flight,
+    and none ran alone earlier in this pass of the event loop) runs at once without the hop through the
+    worker; requests that arrive while others are in flight queue and are merged into the next call.
     """
 
     def __init__(
@@ -59,6 +59,8 @@ class MicroBatcher:
         self._execute = execute
         self._run_when_idle = run_when_idle and max_delay_us == 0
         self._busy = False
+        self._in_flight = 0  # submitted requests not yet answered
+        self._claimed = False  # a lone request ran in this pass of the event loop
         self._label = label
         self._max_batch_size = max_batch_size
         self._max_delay_ns = max_delay_us * 1000
@@ -80,9 +82,24 @@ class MicroBatcher:
             raise Unavailable(f"model {self._label} is shutting down; retry")
         if len(self._pending) >= self._max_queue_size:
             raise Unavailable(f"batching queue of model {self._label}", expected=f"at most {self._max_queue_size} waiting requests", got="a full queue")
-        if self._run_when_idle and not self._busy and not self._pending:
-            outputs, compute_ns = await self._computing(inputs)
-            return BatchResult(outputs, 0, compute_ns, rows)
+        self._in_flight += 1
+        try:
+            if self._run_when_idle and self._in_flight == 1 and not self._busy and not self._pending and not self._claimed:
+                # Alone: run at once. Requests already read in this pass of the event loop (their tasks run right
+                # after this one) must not each run alone too, so the claim holds until the next pass and they queue.
+                self._claimed = True
+                asyncio.get_running_loop().call_soon(self._release_claim)
+                outputs, compute_ns = await self._computing(inputs)
+                return BatchResult(outputs, 0, compute_ns, rows)
+            return await self._enqueue(inputs, rows)
+        finally:
+            self._in_flight -= 1
+
+    def _release_claim(self) -> None:
+        self._claimed = False
+
+    async def _enqueue(self, inputs: dict[str, np.ndarray], rows: int) -> BatchResult:
+        """Wait in the queue for a slice of a batch."""
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(inputs, rows, future, time.perf_counter_ns()))
         self._queued_rows += rows

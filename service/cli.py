@@ -28,6 +28,7 @@ FLAGS = {
     "poll": "poll_seconds",
     "threads": "intra_op_threads",
     "execution": "execution",
+    "inline_below_us": "inline_below_us",
     "batching": "batching",
     "max_batch_size": "max_batch_size",
     "max_queue_delay_us": "max_queue_delay_us",
@@ -60,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workers", type=int, help="server processes (default 1)")
     add("--poll", type=float, metavar="SECONDS", help="rescan the repository this often and hot-reload changed models (default 0: never)")
     add("--threads", type=int, help="onnxruntime intra-op threads per session (default 1)")
-    add("--execution", choices=["inline", "thread"], help="run onnxruntime on the event loop or in a worker thread (default thread)")
+    add(
+        "--execution",
+        choices=["auto", "inline", "thread"],
+        help="where onnxruntime runs: auto (default) on the event loop for calls predicted under --inline-below-us, else in a worker "
+        "thread; inline always on the loop; thread always in a worker thread",
+    )
+    add("--inline-below-us", type=float, metavar="US", help="with --execution auto, run calls predicted to compute in under this on the loop (default 100)")
     add("--batching", action=argparse.BooleanOptionalAction, help="merge concurrent requests into one onnxruntime call (default on)")
     add("--max-batch-size", type=int, help="most rows per request and per merged batch (default 1024, or the model's config.pbtxt)")
     add("--max-queue-delay-us", type=int, help="how long a request waits for others to join its batch (default 0)")

@@ -41,6 +41,8 @@ DATATYPES: dict[str, np.dtype] = {
 }
 DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
 NUMERIC_KINDS = "biuf"
+SIMPLE_REQUEST_KEYS = frozenset({"inputs", "id"})  # what a request may hold to take the simple decoder
+SIMPLE_TENSOR_KEYS = frozenset({"name", "datatype", "shape", "data"})  # what its one tensor must hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,22 @@ def decode_infer_request(
     """Decode a v2 infer body (JSON, or JSON header + binary tensor data) against the model's inputs and outputs."""
     json_end = _json_header_end(body, header_length)
     document = parse_json(memoryview(body)[:json_end])
+    if json_end == len(body) and len(inputs) == 1 and (simple := decode_simple(document, inputs[0], max_batch_size, allow_nonfinite)) is not None:
+        return simple
+    return decode_document(document, body, json_end, inputs, outputs, max_batch_size=max_batch_size, allow_nonfinite=allow_nonfinite)
+
+
+def decode_document(
+    document: Any,
+    body: bytes,
+    json_end: int,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    *,
+    max_batch_size: int | None,
+    allow_nonfinite: bool,
+) -> InferRequest:
+    """The general decoder: every form the protocol allows, and a precise 400 for anything else."""
     if not isinstance(document, dict):
         raise BadRequest("request body", expected="a JSON object with 'inputs'", got=type(document).__name__)
     entries = document.get("inputs")
@@ -124,6 +142,40 @@ def decode_infer_request(
         outputs=_requested_outputs(document.get("outputs"), outputs),
         binary_default=_flag(parameters, "binary_data_output", "request"),
     )
+
+
+def decode_simple(document: Any, spec: TensorSpec, max_batch_size: int | None, allow_nonfinite: bool) -> InferRequest | None:
+    """The common request decoded with the least work: one JSON tensor of a float input, named, typed and shaped as
+    the model wants, with finite values, nothing else but an ``id``. Anything else is None, and ``decode_document``
+    then decodes it or rejects it with its precise message (so this path never decides an error). On what it
+    accepts it returns what ``decode_document`` would (tests/service/test_protocol.py)."""
+    if type(document) is not dict or not SIMPLE_REQUEST_KEYS.issuperset(document):
+        return None
+    entries, request_id = document.get("inputs"), document.get("id")
+    if type(entries) is not list or len(entries) != 1 or not (request_id is None or type(request_id) is str):
+        return None
+    entry = entries[0]
+    if type(entry) is not dict or entry.keys() != SIMPLE_TENSOR_KEYS or entry["name"] != spec.name or entry["datatype"] != spec.datatype:
+        return None
+    shape = entry["shape"]
+    if type(shape) is not list or len(shape) != len(spec.shape) or spec.dtype.kind != "f":
+        return None
+    for want, got in zip(spec.shape, shape, strict=True):
+        if type(got) is not int or got < 0 or want not in (-1, got):
+            return None
+    rows = shape[0] if shape else 1
+    if max_batch_size is not None and not 1 <= rows <= max_batch_size:
+        return None
+    try:
+        values = np.array(entry["data"])
+    except (ValueError, TypeError):
+        return None
+    if values.dtype.kind not in "fiu" or values.size != math.prod(shape):
+        return None
+    array = values.astype(spec.dtype).reshape(shape)
+    if not allow_nonfinite and not np.isfinite(array).all():
+        return None
+    return InferRequest(id=request_id, inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
 
 
 def encode_infer_response(model_name: str, version: int, request_id: str | None, outputs: Sequence[tuple[str, np.ndarray, bool]]) -> tuple[bytes, int | None]:

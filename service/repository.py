@@ -196,7 +196,8 @@ class ModelRegistry:
             return None
         self._failures.pop((name, version), None)
         self._fingerprints[name, version] = found.fingerprint
-        model.start(self.settings.execution, self._threads)
+        model.start(self.settings.execution, self._threads, self.settings.inline_below_us)
+        log.info("model %s version %s execution: %s", name, version, model.execution_summary())
         return model
 
     def _build(self, name: str, version: int, path: Path) -> LoadedModel:

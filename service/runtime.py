@@ -1,8 +1,11 @@
 """One loaded model version: its onnxruntime session, model card, tensor specs, batching queue and execution.
 
 Sessions are created by the registry inside the app's lifespan, so each worker process builds its
-own after uvicorn forks. Execution is either inline on the event loop or in a worker thread (setting
-``execution``); onnxruntime releases the GIL while it computes in both.
+own after uvicorn forks. Each onnxruntime call runs inline on the event loop or in a compute thread
+(setting ``execution``): ``auto``, the default, runs a call on the loop when the warm-up predicts it
+takes less than ``inline_below_us`` (handing a call to a thread and back costs about 100 us of CPU,
+more than a small model computes) and in a thread otherwise, so the loop is never blocked for long.
+onnxruntime releases the GIL while it computes either way.
 """
 
 from __future__ import annotations
@@ -47,6 +50,23 @@ OPTIMIZATION_LEVELS = {
 }
 JSON_CARD_KEYS = (card_keys.INPUT_SHAPE, card_keys.OUTPUT_SHAPE, card_keys.LABELS, card_keys.TRAINING_METRICS, card_keys.LUT_BINS, card_keys.MERGE_MAX_ERROR)
 WARMUP_RUNS = 20
+PROBE_ROWS = 64  # the second batch size the warm-up times, to learn what each row adds
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeCost:
+    """What one onnxruntime call of this model costs: a one-row call, and each further row (medians of the warm-up)."""
+
+    fixed_ns: float
+    per_row_ns: float
+
+    def rows_within(self, budget_ns: float, most: int) -> int:
+        """The largest batch (at most ``most`` rows) predicted to compute within ``budget_ns``; 0 when not even one row is."""
+        if self.fixed_ns > budget_ns:
+            return 0
+        if self.per_row_ns <= 0:
+            return most
+        return min(most, 1 + int((budget_ns - self.fixed_ns) / self.per_row_ns))
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,8 @@ class LoadedModel:
         )
         self.max_batch_size = policy.max_batch_size if self.batchable else None
         self.batcher: MicroBatcher | None = None
+        self.cost = ComputeCost(0.0, 0.0)  # measured by warm_up
+        self.inline_rows = 0  # calls of at most this many rows run on the event loop; larger ones in a compute thread
         self._threads: ComputeThreads | None = None
 
     @property
@@ -148,9 +170,15 @@ class LoadedModel:
             raise BadRequest(f"model {self.name} inputs", expected="one input for the /v1 API (use /v2 for several)", got=[s.name for s in specs])
         return (chosen or list(specs))[0]
 
-    def start(self, execution: str, threads: ComputeThreads | None) -> None:
-        """Choose inline or threaded execution and start the batching queue (needs the running event loop)."""
-        self._threads = threads if execution == "thread" else None
+    def start(self, execution: str, threads: ComputeThreads | None, inline_below_us: float = 0.0) -> None:
+        """Choose where calls run (see the module docstring) and start the batching queue (needs the running event loop)."""
+        most = self.max_batch_size or 1
+        if execution == "inline" or threads is None:
+            self.inline_rows, self._threads = most, None
+        elif execution == "thread":
+            self.inline_rows, self._threads = 0, threads
+        else:
+            self.inline_rows, self._threads = self.cost.rows_within(inline_below_us * 1000, most), threads
         if self.policy.enabled and self.batchable:
             self.batcher = MicroBatcher(
                 self.execute,
@@ -159,9 +187,21 @@ class LoadedModel:
                 max_delay_us=self.policy.max_queue_delay_us,
                 max_queue_size=self.policy.max_queue_size,
                 timeout_s=self.policy.request_timeout_s,
-                run_when_idle=self._threads is not None,
+                run_when_idle=execution != "inline",
             )
             self.batcher.start()
+
+    def execution_summary(self) -> str:
+        """Where this version's calls run, and the warm-up cost that decided it."""
+        cost = f"warm-up {self.cost.fixed_ns / 1e3:.1f} us per call + {self.cost.per_row_ns / 1e3:.2f} us per row"
+        most = self.max_batch_size or 1
+        if self._threads is None:
+            return f"every call on the event loop ({cost})"
+        if self.inline_rows == 0:
+            return f"every call in a compute thread ({cost})"
+        if self.inline_rows >= most:
+            return f"every call on the event loop, predicted under the inline limit ({cost})"
+        return f"calls of up to {self.inline_rows} rows on the event loop, larger ones in a compute thread ({cost})"
 
     async def close(self) -> None:
         """Finish queued requests and stop the queue; requests already computing keep the session alive until done."""
@@ -175,12 +215,13 @@ class LoadedModel:
         return outputs, time.perf_counter_ns() - started
 
     async def execute(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
-        """``run`` inline, or in a compute thread so the event loop keeps serving while it computes; counted on the loop."""
-        if self._threads is None:
+        """``run`` inline when small enough, else in a compute thread so the event loop keeps serving meanwhile; counted on the loop."""
+        rows = len(next(iter(feeds.values()))) if self.batchable else 1
+        if rows <= self.inline_rows or self._threads is None:
             outputs, elapsed = self.run(feeds)
         else:
             outputs, elapsed = await self._threads.call(self.run, feeds)
-        self.stats.record_execution(len(next(iter(feeds.values()))) if self.batchable else 1, elapsed)
+        self.stats.record_execution(rows, elapsed)
         return outputs, elapsed
 
     async def infer(self, inputs: dict[str, np.ndarray], rows: int) -> BatchResult:
@@ -191,12 +232,26 @@ class LoadedModel:
         return BatchResult(outputs, 0, compute_ns, rows)
 
     def warm_up(self) -> list[int]:
-        """Run the example input a few times (a model that cannot run fails its load here); compute times in ns."""
-        feeds = {spec.name: np.zeros([1 if d < 0 else d for d in spec.shape], dtype=spec.dtype) for spec in self.inputs}
+        """Run an example batch of one row, then of ``PROBE_ROWS`` rows when the model batches, a few times each, and
+        set ``cost`` from their medians; a model that cannot run fails its load here. Returns the one-row compute times in ns."""
+        probe = min(PROBE_ROWS, self.max_batch_size or 1)
         try:
-            return [self.run(feeds)[1] for _ in range(WARMUP_RUNS)]
+            single = [self.run(self._example(1))[1] for _ in range(WARMUP_RUNS)]
+            fixed = float(np.median(single))
+            if probe > 1:
+                feeds = self._example(probe)
+                per_row = (float(np.median([self.run(feeds)[1] for _ in range(WARMUP_RUNS)])) - fixed) / (probe - 1)
+            else:
+                per_row = 0.0
         except Exception as exc:  # onnxruntime's errors have no common base
             raise ModelLoadError(f"model {self.name} v{self.version} warm-up run", expected="outputs", got=f"{type(exc).__name__}: {str(exc)[:300]}") from None
+        self.cost = ComputeCost(fixed, max(per_row, 0.0))
+        return single
+
+    def _example(self, rows: int) -> dict[str, np.ndarray]:
+        """Zeros of every input's shape, with ``rows`` rows when the model batches (free dimensions are 1 otherwise)."""
+        shape = lambda spec: [rows if self.batchable and i == 0 else max(d, 1) for i, d in enumerate(spec.shape)]  # noqa: E731
+        return {spec.name: np.zeros(shape(spec), dtype=spec.dtype) for spec in self.inputs}
 
     def describe(self) -> dict[str, Any]:
         """v2 model metadata of this version."""

@@ -26,15 +26,22 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(1, ge=0, description="onnxruntime threads inside one operator, per session (0: one per core).")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field("all", description="onnxruntime graph optimization level.")
     allow_spinning: bool = Field(False, description="Let onnxruntime threads spin between operators (lower latency, burns idle CPU).")
-    execution: Literal["inline", "thread"] = Field(
-        "thread",
-        description="Where onnxruntime runs: 'thread' in a worker thread (the default: the loop keeps reading requests while a model "
-        "computes), 'inline' on the event loop (least CPU per request at concurrency 1, no thread hop; see benchmarks/serve_speed.py).",
+    execution: Literal["auto", "inline", "thread"] = Field(
+        "auto",
+        description="Where onnxruntime runs: 'auto' (the default) runs a call on the event loop when the model's warm-up predicts it "
+        "computes in under inline_below_us and in a worker thread otherwise; 'thread' always hands calls to a worker thread (the loop "
+        "keeps reading requests meanwhile); 'inline' always runs them on the loop. See benchmarks/serve_speed.py.",
+    )
+    inline_below_us: float = Field(
+        100.0,
+        ge=0,
+        description="With execution 'auto': calls predicted to compute in less than this many microseconds run on the event loop "
+        "(handing a call to a thread and back costs about 100 us of CPU); longer ones run in a worker thread.",
     )
     batching: bool = Field(
         True,
         description="Merge concurrent requests of a model into one onnxruntime call. On by default: with threaded execution it "
-        "measured faster at concurrency 1 and 64 alike, and an idle model runs a lone request at once (benchmarks/serve_speed.py).",
+        "measured faster at concurrency 64, and a lone request to an idle model runs at once (benchmarks/serve_speed.py).",
     )
     max_batch_size: int = Field(1024, ge=1, description="Most rows in one request and in one merged batch.")
     max_queue_delay_us: int = Field(0, ge=0, description="How long a request may wait for others to join its batch, in microseconds.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from lutnet.reference import predict_proba
+from service.runtime import ComputeCost
 from tests.service.conftest import binary_body, decode_binary, infer_body
 from tests.service.models import classifier, write_model
 
@@ -322,7 +325,7 @@ def test_api_token_guards_load_and_unload(serve: Any) -> None:
     assert client.post("/v2/repository/models/digits/load", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
-@pytest.mark.parametrize("execution", ["inline", "thread"])
+@pytest.mark.parametrize("execution", ["auto", "inline", "thread"])
 @pytest.mark.parametrize("batching", [False, True])
 def test_every_execution_mode_gives_the_same_answers(serve: Any, execution: str, batching: bool) -> None:
     client = serve(execution=execution, batching=batching, max_queue_delay_us=500)
@@ -331,6 +334,54 @@ def test_every_execution_mode_gives_the_same_answers(serve: Any, execution: str,
     response = client.post("/v2/models/digits/infer", content=body, headers=headers)
     _, arrays = decode_binary(response.content, int(response.headers["inference-header-content-length"]))
     np.testing.assert_allclose(arrays["output"], expected(x, DIGITS_V2), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("execution", "inline_below_us", "small_in_thread", "large_in_thread"),
+    [("auto", 1e9, False, False), ("auto", 0.0, True, True), ("inline", 0.0, False, False), ("thread", 1e9, True, True)],
+)
+def test_calls_run_on_the_loop_or_in_a_compute_thread_as_configured(
+    serve: Any, execution: str, inline_below_us: float, small_in_thread: bool, large_in_thread: bool
+) -> None:
+    client = serve(execution=execution, inline_below_us=inline_below_us, batching=False)
+    model = client.app.state.plane.registry.get("digits")
+    assert model.cost.fixed_ns > 0 and model.cost.per_row_ns >= 0  # the warm-up timed both batch sizes
+    threads: list[str] = []
+    run = model.run
+    model.run = lambda feeds: (threads.append(threading.current_thread().name), run(feeds))[1]
+    for n in (1, 64):
+        body, headers = binary_body({"input": rows(n)}, parameters={"binary_data_output": True})
+        assert client.post("/v2/models/digits/infer", content=body, headers=headers).status_code == 200
+    assert [name.startswith("onnxruntime") for name in threads] == [small_in_thread, large_in_thread]
+
+
+def test_an_unexpected_error_on_a_hot_route_is_a_logged_json_500_and_the_server_goes_on(
+    client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    plane = client.app.state.plane
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(plane, "infer", broken)
+        response = client.post("/v2/models/digits/infer", content=infer_body(rows(1)))
+    assert response.status_code == 500 and response.json() == {"error": "internal server error (RuntimeError); see the server log"}
+    assert any("unexpected error on POST /v2/models/digits/infer" in record.message for record in caplog.records)
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
+
+
+def test_startup_moves_long_lived_objects_out_of_the_collectors_sight(serve: Any) -> None:
+    gc.unfreeze()
+    serve()
+    assert gc.get_freeze_count() > 10_000  # full collections no longer walk the framework's objects: a shorter latency tail
+
+
+def test_auto_execution_runs_small_batches_on_the_loop_and_large_ones_in_a_thread() -> None:
+    cost = ComputeCost(fixed_ns=15_000, per_row_ns=2_000)
+    assert cost.rows_within(100_000, 1024) == 43  # 15 us for one row + 42 more x 2 us = 99 us
+    assert cost.rows_within(100_000, 10) == 10 and cost.rows_within(16_000, 1024) == 1 and cost.rows_within(14_000, 1024) == 0
+    assert ComputeCost(5_000, 0.0).rows_within(100_000, 1024) == 1024
 
 
 def test_a_foreign_model_without_card_or_fixed_row_shape_runs_requests_as_sent(repository: Any, serve: Any) -> None:

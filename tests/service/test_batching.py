@@ -133,3 +133,25 @@ def test_an_idle_model_runs_at_once_and_merges_what_arrives_while_it_computes() 
         await batcher.close()
 
     asyncio.run(scenario())
+
+
+def test_a_burst_read_in_one_pass_runs_one_request_alone_and_merges_the_rest_even_when_computing_on_the_loop() -> None:
+    calls: list[int] = []
+
+    async def execute(feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+        calls.append(len(feeds["x"]))  # computes on the event loop: no await, so nothing else runs meanwhile
+        return [feeds["x"] * 2 + 1], 1000
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(execute, label="m v1", max_batch_size=8, max_delay_us=0, max_queue_size=8, timeout_s=5, run_when_idle=True)
+        batcher.start()
+        burst = [asyncio.create_task(batcher.submit({"x": np.full((1, 3), i)}, 1)) for i in range(6)]  # tasks ready in one pass
+        results = await asyncio.gather(*burst)
+        assert calls == [1, 5]
+        for i, result in enumerate(results):
+            np.testing.assert_array_equal(result.outputs[0], np.full((1, 3), 2 * i + 1))
+        await asyncio.sleep(0)  # a later pass: a lone request runs at once again
+        assert (await batcher.submit({"x": np.zeros((1, 3))}, 1)).queue_ns == 0 and calls == [1, 5, 1]
+        await batcher.close()
+
+    asyncio.run(scenario())
