@@ -22,6 +22,7 @@ SECONDS_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 OUTCOMES = ("success", "client_error", "unavailable", "server_error")
 PERCENTILES = (50, 95, 99)
+SUCCESS_PHASES = ("success", "queue", "compute_input", "compute_infer", "compute_output")  # Triton statistics of answered requests
 HISTOGRAMS = {  # attribute of ModelStats -> (metric name, help, buckets)
     "latency": ("lutnet_request_duration_seconds", "End-to-end time of successful requests.", SECONDS_BUCKETS),
     "queue": ("lutnet_queue_duration_seconds", "Time a request waited before its batch ran.", SECONDS_BUCKETS),
@@ -97,7 +98,10 @@ class ModelStats:
         self.batch_size = BucketCounts(BATCH_BUCKETS)
         self._recent: deque[int] = deque(maxlen=window)
         # Triton statistics: [count, cumulative ns] per phase.
-        self._phases = {phase: [0, 0] for phase in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")}
+        # Triton statistics: every answered request counts once in each phase, so one count and a sum of ns per phase.
+        self._succeeded = 0
+        self._success_ns = [0] * len(SUCCESS_PHASES)
+        self._failed = [0, 0]  # count, cumulative ns
         self._batches: dict[int, list[int]] = {}
         self.inference_count = 0
         self.execution_count = 0
@@ -105,17 +109,13 @@ class ModelStats:
 
     def record_success(self, *, total_ns: int, decode_ns: int, queue_ns: int, compute_ns: int, encode_ns: int, rows: int) -> None:
         """One answered request: its end-to-end time and the time of each phase."""
-        phases = self._phases
-        for phase, ns in (
-            ("success", total_ns),
-            ("queue", queue_ns),
-            ("compute_input", decode_ns),
-            ("compute_infer", compute_ns),
-            ("compute_output", encode_ns),
-        ):
-            counter = phases[phase]
-            counter[0] += 1
-            counter[1] += ns
+        self._succeeded += 1
+        sums = self._success_ns  # in the order of SUCCESS_PHASES
+        sums[0] += total_ns
+        sums[1] += queue_ns
+        sums[2] += decode_ns
+        sums[3] += compute_ns
+        sums[4] += encode_ns
         self.inference_count += rows
         self.last_inference_ms = time.time_ns() // 1_000_000
         self._recent.append(total_ns)
@@ -125,9 +125,8 @@ class ModelStats:
 
     def record_failure(self, *, total_ns: int, status_code: int) -> None:
         """One request answered with an error."""
-        counter = self._phases["fail"]
-        counter[0] += 1
-        counter[1] += total_ns
+        self._failed[0] += 1
+        self._failed[1] += total_ns
         self.outcomes["unavailable" if status_code == 503 else "client_error" if status_code < 500 else "server_error"] += 1
 
     def record_execution(self, rows: int, compute_ns: int) -> None:
@@ -156,7 +155,8 @@ class ModelStats:
             "last_inference": self.last_inference_ms,
             "inference_count": self.inference_count,
             "execution_count": self.execution_count,
-            "inference_stats": {phase: duration(pair) for phase, pair in self._phases.items()} | {"cache_hit": empty, "cache_miss": empty},
+            "inference_stats": {phase: duration((self._succeeded, ns)) for phase, ns in zip(SUCCESS_PHASES, self._success_ns, strict=True)}
+            | {"fail": duration(self._failed), "cache_hit": empty, "cache_miss": empty},
             "batch_stats": [
                 {"batch_size": size, "compute_input": empty, "compute_infer": duration(pair), "compute_output": empty}
                 for size, pair in sorted(self._batches.items())
@@ -170,4 +170,4 @@ class ModelStats:
         if not recent["window"]:
             return f"{self.name} v{self.version}: no requests yet"
         p = "  ".join(f"p{q} {recent[f'p{q}_ms']:.3f} ms" for q in PERCENTILES)
-        return f"{self.name} v{self.version}: {self._phases['success'][0]} ok, {self._phases['fail'][0]} failed; last {recent['window']}: {p}"
+        return f"{self.name} v{self.version}: {self._succeeded} ok, {self._failed[0]} failed; last {recent['window']}: {p}"
