@@ -3,7 +3,7 @@
 Run ``python -m benchmarks.train_speed [--quick] [--threads N]``; writes ``benchmarks/results/train_speed.json``.
 Every candidate trains on digits with the ``lutnet train`` defaults (hidden sizes, batch size, optimizer,
 smoothness penalty) but for what it names: the variants measure the pure-torch lookup instead of the
-native CPU kernel (``training.native``; the trainer's default wherever a C compiler is found), AdamW
+native CPU operator (``training.native``; the trainer's default wherever a C++ compiler is found), AdamW
 stepped tensor by tensor (unfused) and batch sizes 128 and 256, each LUT model against the ReLU model
 of the same setting. Candidates are
 interleaved epoch by epoch, so the ratios come from one run under the same machine load. Each epoch is
@@ -42,7 +42,7 @@ from training.native import kernel
 
 TARGET_RATIO = 1.3
 # name -> overrides of the TrainConfig defaults; benchmark only: "fused": False steps AdamW tensor by tensor,
-# "native": False uses the pure-torch lookup (the CUDA path, and the CPU one without a C compiler)
+# "native": False uses the pure-torch lookup (the CUDA path, and the CPU one without a C++ compiler)
 CANDIDATES: dict[str, dict[str, Any]] = {
     "mlp_relu": {"activation": "relu"},
     "mlp_lut_linear": {"activation": "lut", "mode": "linear"},
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios,
         "step_parts_cpu_us": parts,
         "chosen": {"ratio": CHOSEN, "batch_size": defaults.batch_size, "optimizer": "AdamW(fused=True)",
-                   "lookup": "native CPU kernel" if native_kernel else "torch (no C compiler found)",
+                   "lookup": "native CPU operator" if native_kernel else "torch (no C++ compiler found)",
                    "wall": ratios["wall"][CHOSEN], "cpu": ratios["cpu"][CHOSEN]},
         "target": {CHOSEN: TARGET_RATIO},
         "meets_target": {clock: r[CHOSEN] <= TARGET_RATIO for clock, r in ratios.items()},

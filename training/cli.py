@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from lutnet.lut import EXTRAPOLATIONS, INIT_FUNCTIONS, MODES
 from lutnet.spec import ACTIVATIONS, FAMILIES, POOLINGS
+from training import native
 from training.data import BUNDLED
 from training.trainer import TrainConfig, read_resume_state, train
 
@@ -94,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         given = {**read_resume_state(Path(given["out"]))["config"], **given}  # unspecified flags take the run's settings
     elif "out" not in given:
         parser.error("the following arguments are required: --out (or --resume DIR)")
-    result = train(TrainConfig(**given))
+    config = TrainConfig(**given)
+    if config.activation == "lut" and not config.quiet and native.needs_build():
+        print("lutnet train: compiling the native LUT operator for this torch version (once, about 15 s)", file=sys.stderr)
+    result = train(config)
     if not result.finished:
         print(f"stopped after epoch {result.epochs_run}; continue with: lutnet train --resume {result.out}", file=sys.stderr)
     return 0

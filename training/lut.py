@@ -3,13 +3,14 @@
 The function a table represents is defined in ``lutnet/lut.py``; this module computes exactly that
 function in torch, with gradients, without ever materializing a ``[B, C, K]`` tensor.
 
-How it stays cheap: on CPU (float32/float64) the lookup is a native kernel (``training.native``, C
-compiled on first use), one call forward and one backward, bit-identical to the torch ops below, which
-remain the path on CUDA and wherever no C compiler is found. Those ops read the table ``T[R, K+1]``
-(R = C channels, or 1 when shared) through its flat view with one index per element, ``k + row (K+1)``;
-the right-hand knot ``T[k+1]`` comes from the same indices on the view shifted by one, so no second
-index tensor is built. The backward pass is ``scatter_add_`` calls into the flat table gradient (the
-last into the shifted view). Everything per element is ``O(B C)``; the only other work is ``O(R K)``.
+How it stays cheap: on CPU (float32/float64) the lookup is a native torch operator (``training.native``,
+C++ compiled on first use) with its own C++ autograd function: one call forward, one backward, no Python
+between them, bit-identical to the torch ops below. Those remain the path on CUDA and wherever no
+compiler is found: they read the table ``T[R, K+1]`` (R = C channels, or 1 when shared) through its
+flat view with one index per element, ``k + row (K+1)``; the right-hand knot ``T[k+1]`` comes from the
+same indices on the view shifted by one, so no second index tensor is built. Their backward pass is
+``scatter_add_`` calls into the flat table gradient (the last into the shifted view). Everything per
+element is ``O(B C)``; the only other work is ``O(R K)``.
 
 Gradients, with ``k = floor(clip(u, 0, K-1))`` the left knot of the segment holding ``u`` (or the edge
 segment outside the range) and ``S = T[k+1] - T[k]`` its rise:
@@ -39,22 +40,16 @@ MIN_CALIBRATED_WIDTH = 1e-2
 
 
 class _Lookup(torch.autograd.Function):
-    """``y = lookup(x)`` through table ``T``; the backward pass is written out so it stays ``O(B C)``.
+    """``y = lookup(x)`` through table ``T`` with the torch ops below; the backward pass is written out so it stays ``O(B C)``.
 
-    On CPU in float32/float64 it runs the native kernel (``training.native``), one call each way, with
-    bit-identical results; elsewhere (CUDA, or no C compiler) the torch ops below.
+    The path on CUDA and without the native operator (which computes the same, bit for bit).
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, table: torch.Tensor, lo: torch.Tensor, step: torch.Tensor,
                 offsets: torch.Tensor, nearest: bool, clamp: bool) -> torch.Tensor:
-        native = kernel()
-        ctx.native = native if native is not None and native.supports(x) and table.dtype == x.dtype else None
-        ctx.nearest, ctx.clamp, ctx.table_shape = nearest, clamp, table.shape
-        if ctx.native is not None:
-            y, *saved = ctx.native.forward(x.contiguous(), table.contiguous(), lo, step, nearest, clamp)
-        else:
-            y, *saved = _torch_forward(x, table, lo, step, offsets, nearest, clamp)
+        ctx.table_shape = table.shape
+        y, *saved = _torch_forward(x, table, lo, step, offsets, nearest, clamp)
         ctx.save_for_backward(*saved, step)
         return y
 
@@ -62,11 +57,7 @@ class _Lookup(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         *saved, step = ctx.saved_tensors
         needs_x, needs_table = ctx.needs_input_grad[:2]
-        if ctx.native is not None:
-            grad_x, grad_table = ctx.native.backward(grad.contiguous(), saved, step, ctx.table_shape, ctx.nearest, ctx.clamp,
-                                                     needs_x, needs_table)
-        else:
-            grad_x, grad_table = _torch_backward(grad, saved, step, ctx.table_shape, needs_x, needs_table)
+        grad_x, grad_table = _torch_backward(grad, saved, step, ctx.table_shape, needs_x, needs_table)
         return grad_x, grad_table, None, None, None, None, None
 
 
@@ -115,6 +106,20 @@ def _torch_backward(grad: torch.Tensor, saved: list[torch.Tensor | None], step: 
     return grad_x, grad_table.view(table_shape)
 
 
+def add_smoothness_gradients_(layers: list[LUTActivation], weight: float) -> None:
+    """``table.grad += weight * smoothness_gradient()`` for every layer: the penalty ``weight * smoothness()`` in the gradients.
+
+    On CPU one native call for all tables (no autograd is involved: the operator only reads their values).
+    """
+    native = kernel()
+    tables = [layer.table for layer in layers]
+    if native is not None and all(native.supports(t) and t.is_contiguous() for t in tables):
+        native.add_smoothness_gradients_([t.grad for t in tables], tables, weight)
+        return
+    for layer in layers:
+        layer.table.grad.add_(layer.smoothness_gradient(), alpha=weight)
+
+
 class LUTActivation(nn.Module):
     """Per-channel learned activation: ``T[C, K+1]`` knots over ``[lo_c, hi_c]`` (one shared row if ``shared``).
 
@@ -143,7 +148,11 @@ class LUTActivation(nn.Module):
         if x.dim() not in (2, 4) or x.shape[1] != self.channels:
             raise ValueError(f"LUTActivation input: expected [B, {self.channels}] or [B, {self.channels}, H, W], got {list(x.shape)}")
         lo, step, offsets = self.grid(x)
-        return _Lookup.apply(x, self.table, lo, step, offsets, self.mode == "nearest", self.extrapolate == "clamp")
+        nearest, clamp, table = self.mode == "nearest", self.extrapolate == "clamp", self._parameters["table"]
+        native = kernel()
+        if native is not None and native.supports(x) and table.dtype == x.dtype:
+            return native.lookup(x, table, lo, step, nearest, clamp)
+        return _Lookup.apply(x, table, lo, step, offsets, nearest, clamp)
 
     def grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``lo``, step ``h`` and flat row offsets ``row (K+1)``, shaped to broadcast over ``x``.
@@ -153,9 +162,10 @@ class LUTActivation(nn.Module):
         ``torch.inference_mode`` it is recomputed every call: inference tensors have no version counter,
         and a grid made there could not be saved for a later backward pass.
         """
-        if torch.is_inference_mode_enabled() or self.lo.is_inference() or self.hi.is_inference():
+        lo, hi = self._buffers["lo"], self._buffers["hi"]  # straight from the dict: Module.__getattr__ costs per call
+        if torch.is_inference_mode_enabled() or lo.is_inference() or hi.is_inference():
             return self._make_grid(x)
-        key = (id(self.lo), self.lo._version, id(self.hi), self.hi._version, x.dtype, x.device, x.dim())
+        key = (id(lo), lo._version, id(hi), hi._version, x.dtype, x.device, x.dim())
         if key != self._grid_key:
             self._grid, self._grid_key = self._make_grid(x), key
         return self._grid
@@ -185,6 +195,10 @@ class LUTActivation(nn.Module):
             return native.smoothness_gradient(self.table.detach().contiguous())
         sign = torch.diff(self.table, n=2, dim=1).sign_()  # (R, K-1)
         return torch.diff(F.pad(sign, (2, 2)), n=2, dim=1)  # (R, K+1)
+
+    def add_smoothness_gradient_(self, weight: float) -> None:
+        """``table.grad += weight * smoothness_gradient()``: the penalty ``weight * smoothness()`` in the gradient."""
+        add_smoothness_gradients_([self], weight)
 
     @torch.no_grad()
     def calibrate(self, pre_activations: torch.Tensor, lower_percentile: float = 1.0, upper_percentile: float = 99.0) -> None:

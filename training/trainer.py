@@ -36,6 +36,7 @@ from lutnet.errors import CheckpointError, LutnetError
 from lutnet.spec import LUTSpec, ModelSpec
 from training.data import Dataset, input_statistics, load_dataset
 from training.models import LutnetModel, build_model, checkpoint_from_model
+from training.lut import add_smoothness_gradients_
 
 STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state-{epoch}.safetensors"  # one file per saved epoch; train_state.json names the current one
@@ -272,8 +273,8 @@ def train_epoch(wrapped: torch.nn.Module, model: LutnetModel, optimizer: torch.o
         loss, loss_sum = step_loss(wrapped, model, X[index], y[index], global_size, world)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for lut in luts:
-            lut.table.grad.add_(lut.smoothness_gradient(), alpha=smoothness)
+        if luts:
+            add_smoothness_gradients_(luts, smoothness)
         optimizer.step()
         scheduler.step()
         total, count = total + float(loss_sum.detach()), count + len(rows)
