@@ -12,8 +12,10 @@ import numpy as np
 
 from service.errors import Unavailable
 
-# Runs one merged batch: input arrays by name -> (output arrays, nanoseconds spent computing).
-Execute = Callable[[dict[str, np.ndarray]], Awaitable[tuple[list[np.ndarray], int]]]
+# Runs one merged batch: input arrays by name -> (output arrays, nanoseconds spent computing), returned at once when
+# it ran on the event loop, or as an awaitable when it runs elsewhere.
+Computed = tuple[list[np.ndarray], int]
+Execute = Callable[[dict[str, np.ndarray]], Computed | Awaitable[Computed]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,8 @@ class MicroBatcher:
         """``execute`` with the model marked busy, so requests arriving meanwhile queue; the worker is woken after if it has work."""
         self._busy = True
         try:
-            return await self._execute(feeds)
+            result = self._execute(feeds)
+            return result if type(result) is tuple else await result  # type: ignore[misc]
         finally:
             self._busy = False
             if self._pending or self._closed:  # an idle worker needs no wake-up: that would cost a loop pass per request

@@ -138,5 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=settings.access_log,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
         server_header=False,
+        # X-Forwarded-* only change the client address the access log shows; without that log they are not read.
+        proxy_headers=settings.access_log,
     )
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lutnet import metadata as card_keys
-from service.batching import BatchResult, MicroBatcher
+from service.batching import BatchResult, Computed, MicroBatcher
 from service.compute import ComputeThreads
 from service.config import BatchingPolicy
 from service.errors import BadRequest, ModelLoadError
@@ -121,6 +122,16 @@ def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
         raise ModelLoadError(f"{path}", expected="an ONNX model onnxruntime can load", got=f"{type(exc).__name__}: {str(exc)[:300]}") from None
 
 
+def direct_run(session: ort.InferenceSession) -> Callable[[list[str], dict[str, np.ndarray]], list[np.ndarray]]:
+    """``session.run`` without the Python wrapper's per-call checks of the feeds' names (the decoder has checked them)
+    and of execution-provider fallback (CPU only): the binding's own ``run``, where this onnxruntime has it."""
+    binding = getattr(session, "_sess", None)
+    run = getattr(binding, "run", None)
+    if run is None:
+        return session.run
+    return lambda names, feeds: run(names, feeds, None)
+
+
 def tensor_specs(args: list[Any], what: str) -> tuple[TensorSpec, ...]:
     """v2 specs of a session's inputs or outputs; symbolic dimensions become -1."""
     specs = []
@@ -137,6 +148,7 @@ class LoadedModel:
     def __init__(self, name: str, version: int, path: Path, session: ort.InferenceSession, policy: BatchingPolicy, stats: ModelStats) -> None:
         self.name, self.version, self.path = name, version, path
         self.session = session
+        self._run = direct_run(session)
         self.policy = policy
         self.stats = stats
         self.card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map)
@@ -211,16 +223,22 @@ class LoadedModel:
     def run(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
         """One onnxruntime call: the outputs and the nanoseconds it took."""
         started = time.perf_counter_ns()
-        outputs = self.session.run(self.output_names, feeds)
+        outputs = self._run(self.output_names, feeds)
         return outputs, time.perf_counter_ns() - started
 
-    async def execute(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
-        """``run`` inline when small enough, else in a compute thread so the event loop keeps serving meanwhile; counted on the loop."""
+    def execute(self, feeds: dict[str, np.ndarray]) -> Computed | Awaitable[Computed]:
+        """``run`` here on the event loop when small enough (the result at once), else in a compute thread so the
+        loop keeps serving meanwhile (an awaitable of the result); counted on the loop either way."""
         rows = len(next(iter(feeds.values()))) if self.batchable else 1
         if rows <= self.inline_rows or self._threads is None:
             outputs, elapsed = self.run(feeds)
-        else:
-            outputs, elapsed = await self._threads.call(self.run, feeds)
+            self.stats.record_execution(rows, elapsed)
+            return outputs, elapsed
+        return self._in_thread(feeds, rows)
+
+    async def _in_thread(self, feeds: dict[str, np.ndarray], rows: int) -> Computed:
+        assert self._threads is not None
+        outputs, elapsed = await self._threads.call(self.run, feeds)
         self.stats.record_execution(rows, elapsed)
         return outputs, elapsed
 
@@ -228,7 +246,8 @@ class LoadedModel:
         """Outputs for one decoded request, through the batching queue when batching is on."""
         if self.batcher is not None:
             return await self.batcher.submit(inputs, rows)
-        outputs, compute_ns = await self.execute(inputs)
+        result = self.execute(inputs)
+        outputs, compute_ns = result if type(result) is tuple else await result  # type: ignore[misc]
         return BatchResult(outputs, 0, compute_ns, rows)
 
     def warm_up(self) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,17 @@ def near_simple_documents(draw: st.DrawFn) -> dict[str, Any]:
     return document
 
 
+def strict_json(value: Any) -> bool:
+    """Whether ``value`` holds no NaN or Infinity, as a document parsed from strict JSON (orjson) never does."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(strict_json(v) for v in value.values())
+    if isinstance(value, list):
+        return all(strict_json(v) for v in value)
+    return True
+
+
 def general(document: Any, max_batch_size: int, allow_nonfinite: bool) -> Any:
     try:
         return decode_document(document, b"", 0, [INPUT], [OUTPUT], max_batch_size=max_batch_size, allow_nonfinite=allow_nonfinite)
@@ -67,7 +79,7 @@ def general(document: Any, max_batch_size: int, allow_nonfinite: bool) -> Any:
 @settings(max_examples=600, deadline=None)
 @given(document=near_simple_documents(), max_batch_size=st.sampled_from([2, 1024]), allow_nonfinite=st.booleans())
 def test_what_the_simple_decoder_accepts_the_general_decoder_decodes_identically(document: dict[str, Any], max_batch_size: int, allow_nonfinite: bool) -> None:
-    simple = decode_simple(document, INPUT, max_batch_size, allow_nonfinite)
+    simple = decode_simple(document, INPUT, max_batch_size, allow_nonfinite, finite_numbers=strict_json(document))
     if simple is None:
         return
     full = general(document, max_batch_size, allow_nonfinite)
@@ -82,11 +94,12 @@ def test_what_the_simple_decoder_accepts_the_general_decoder_decodes_identically
 def test_the_common_request_takes_the_simple_decoder_and_the_rest_do_not() -> None:
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     common = {"id": "a", "inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "data": x.ravel().tolist()}]}
-    decoded = decode_simple(common, INPUT, 1024, False)
-    assert decoded is not None and decoded.id == "a" and decoded.rows == 2
-    np.testing.assert_array_equal(decoded.inputs["input"], x)
-    for bent in ({**common, "outputs": [{"name": "output"}]}, {"inputs": [{**common["inputs"][0], "data": ["1"] * 8}]}):
-        assert decode_simple(bent, INPUT, 1024, False) is None
+    for finite_numbers in (False, True):  # the numpy route, and the short-list route strict JSON allows
+        decoded = decode_simple(common, INPUT, 1024, False, finite_numbers=finite_numbers)
+        assert decoded is not None and decoded.id == "a" and decoded.rows == 2 and decoded.inputs["input"].dtype == np.float32
+        np.testing.assert_array_equal(decoded.inputs["input"], x)
+        for bent in ({**common, "outputs": [{"name": "output"}]}, {"inputs": [{**common["inputs"][0], "data": ["1"] * 8}]}):
+            assert decode_simple(bent, INPUT, 1024, False, finite_numbers=finite_numbers) is None
     # Through the public entry point, the same body decodes the same either way.
     via_entry = decode_infer_request(orjson.dumps(common), None, [INPUT], [OUTPUT], max_batch_size=1024, allow_nonfinite=False)
     np.testing.assert_array_equal(via_entry.inputs["input"], x)
