@@ -25,7 +25,7 @@ EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 Reply = TypeVar("Reply")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InferReply:
     """A v2 response body; ``header_length`` is set when binary outputs follow the JSON header."""
 

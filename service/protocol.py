@@ -79,6 +79,8 @@ class InferRequest:
 
     def selected_outputs(self, names: Sequence[str], arrays: Sequence[np.ndarray]) -> list[tuple[str, np.ndarray, bool]]:
         """(name, array, binary) of each output to return, in the order asked for."""
+        if self.outputs is None:
+            return [(name, array, self.binary_default) for name, array in zip(names, arrays, strict=True)]
         by_name = dict(zip(names, arrays, strict=True))
         chosen = self.outputs if self.outputs is not None else [(name, None) for name in names]
         return [(name, by_name[name], self.binary_default if binary is None else binary) for name, binary in chosen]
