@@ -43,6 +43,10 @@ DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
 NUMERIC_KINDS = "biuf"
 SIMPLE_REQUEST_KEYS = frozenset({"inputs", "id"})  # what a request may hold to take the simple decoder
 SIMPLE_TENSOR_KEYS = frozenset({"name", "datatype", "shape", "data"})  # what its one tensor must hold
+SIMPLE_BINARY_REQUEST_KEYS = frozenset({"inputs", "id", "parameters"})
+SIMPLE_BINARY_TENSOR_KEYS = frozenset({"name", "datatype", "shape", "parameters"})
+SIMPLE_BINARY_PARAMETERS = frozenset({"binary_data_output"})
+SIMPLE_BINARY_SIZE = frozenset({"binary_data_size"})
 SHORT_LIST = 4096  # up to this many values, Python's min/max over the list check them faster than numpy calls
 EXACT_BOUND = 2.0**53  # integers up to this convert to float32 once, from the list or through float64 alike
 
@@ -109,8 +113,11 @@ def decode_infer_request(
         document, strict = orjson.loads(header), True  # strict JSON: every number is a finite double (or an integer)
     except orjson.JSONDecodeError:
         document, strict = parse_json(header), False
-    if json_end == len(body) and len(inputs) == 1:
-        simple = decode_simple(document, inputs[0], max_batch_size, allow_nonfinite, finite_numbers=strict)
+    if len(inputs) == 1:
+        if json_end == len(body):
+            simple = decode_simple(document, inputs[0], max_batch_size, allow_nonfinite, finite_numbers=strict)
+        else:
+            simple = decode_simple_binary(document, body, json_end, inputs[0], max_batch_size, allow_nonfinite)
         if simple is not None:
             return simple
     return decode_document(document, body, json_end, inputs, outputs, max_batch_size=max_batch_size, allow_nonfinite=allow_nonfinite)
@@ -165,13 +172,66 @@ def decode_simple(
     ``finite_numbers``: the document came from strict JSON, which has no NaN or Infinity. Then a short flat list
     is checked with Python's ``min``/``max`` (which also refuse anything but numbers) and converted in one numpy
     call, instead of three numpy calls whose dispatch costs more than the work on a few values."""
-    if type(document) is not dict or not SIMPLE_REQUEST_KEYS.issuperset(document):
+    found = _simple_tensor(document, spec, max_batch_size, SIMPLE_REQUEST_KEYS, SIMPLE_TENSOR_KEYS)
+    if found is None:
+        return None
+    entry, shape, rows, count = found
+    data = entry["data"]
+    if type(data) is list and len(data) == count <= SHORT_LIST and (finite_numbers or allow_nonfinite):
+        try:  # within +-2**53 a number converts to float32/float64 straight from the list as it does through float64
+            if not (-EXACT_BOUND <= min(data) and max(data) <= EXACT_BOUND):
+                return None
+        except (TypeError, ValueError):  # a string, null, list or object among the values
+            return None
+        array = np.array(data, dtype=spec.dtype).reshape(shape)
+        return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
+    try:
+        values = np.array(data)
+    except (ValueError, TypeError):
+        return None
+    if values.dtype.kind not in "fiu" or values.size != count:
+        return None
+    array = values.astype(spec.dtype).reshape(shape)
+    if not allow_nonfinite and not math.isfinite(np.add.reduce(array, axis=None)):  # NaN, Inf, or a sum that overflows
+        return None
+    return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
+
+
+def decode_simple_binary(
+    document: Any, body: bytes, json_end: int, spec: TensorSpec, max_batch_size: int | None, allow_nonfinite: bool
+) -> InferRequest | None:
+    """The common binary request (what tritonclient sends) decoded with the least work, on the terms of
+    :func:`decode_simple`: one binary tensor of a float input filling the rest of the body, at most an ``id`` and
+    ``parameters.binary_data_output`` beside it. Anything else is None, for ``decode_document``."""
+    found = _simple_tensor(document, spec, max_batch_size, SIMPLE_BINARY_REQUEST_KEYS, SIMPLE_BINARY_TENSOR_KEYS)
+    if found is None:
+        return None
+    entry, shape, rows, count = found
+    parameters, tensor_parameters = document.get("parameters", {}), entry["parameters"]
+    if type(parameters) is not dict or not SIMPLE_BINARY_PARAMETERS.issuperset(parameters):
+        return None
+    if type(tensor_parameters) is not dict or tensor_parameters.keys() != SIMPLE_BINARY_SIZE:
+        return None
+    binary_output, size = parameters.get("binary_data_output", False), tensor_parameters["binary_data_size"]
+    if type(binary_output) is not bool or type(size) is not int or size != count * spec.dtype.itemsize or len(body) - json_end != size:
+        return None
+    array = np.frombuffer(body, dtype=spec.dtype, count=count, offset=json_end).reshape(shape)
+    if not allow_nonfinite and not math.isfinite(np.add.reduce(array, axis=None)):  # NaN, Inf, or a sum that overflows
+        return None
+    return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=binary_output)
+
+
+def _simple_tensor(
+    document: Any, spec: TensorSpec, max_batch_size: int | None, request_keys: frozenset[str], tensor_keys: frozenset[str]
+) -> tuple[dict[str, Any], list[int], int, int] | None:
+    """The one tensor of a simple request, its shape, rows and value count; None unless every check passes."""
+    if type(document) is not dict or not request_keys.issuperset(document):
         return None
     entries, request_id = document.get("inputs"), document.get("id")
     if type(entries) is not list or len(entries) != 1 or not (request_id is None or type(request_id) is str):
         return None
     entry = entries[0]
-    if type(entry) is not dict or entry.keys() != SIMPLE_TENSOR_KEYS or entry["name"] != spec.name or entry["datatype"] != spec.datatype:
+    if type(entry) is not dict or entry.keys() != tensor_keys or entry["name"] != spec.name or entry["datatype"] != spec.datatype:
         return None
     shape = entry["shape"]
     if type(shape) is not list or len(shape) != len(spec.shape) or spec.dtype.kind != "f":
@@ -182,25 +242,7 @@ def decode_simple(
     rows = shape[0] if shape else 1
     if max_batch_size is not None and not 1 <= rows <= max_batch_size:
         return None
-    data, count = entry["data"], math.prod(shape)
-    if type(data) is list and len(data) == count <= SHORT_LIST and (finite_numbers or allow_nonfinite):
-        try:  # within +-2**53 a number converts to float32/float64 straight from the list as it does through float64
-            if not (-EXACT_BOUND <= min(data) and max(data) <= EXACT_BOUND):
-                return None
-        except (TypeError, ValueError):  # a string, null, list or object among the values
-            return None
-        array = np.array(data, dtype=spec.dtype).reshape(shape)
-        return InferRequest(id=request_id, inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
-    try:
-        values = np.array(data)
-    except (ValueError, TypeError):
-        return None
-    if values.dtype.kind not in "fiu" or values.size != count:
-        return None
-    array = values.astype(spec.dtype).reshape(shape)
-    if not allow_nonfinite and not math.isfinite(np.add.reduce(array, axis=None)):  # NaN, Inf, or a sum that overflows
-        return None
-    return InferRequest(id=request_id, inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
+    return entry, shape, rows, math.prod(shape)
 
 
 def encode_infer_response(model_name: str, version: int, request_id: str | None, outputs: Sequence[tuple[str, np.ndarray, bool]]) -> tuple[bytes, int | None]:

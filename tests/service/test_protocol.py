@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import BadRequest
-from service.protocol import TensorSpec, decode_document, decode_infer_request, decode_simple
+from service.protocol import TensorSpec, decode_document, decode_infer_request, decode_simple, decode_simple_binary
 
 INPUT = TensorSpec("input", "FP32", (-1, 4))
 OUTPUT = TensorSpec("output", "FP32", (-1, 3))
@@ -68,9 +68,9 @@ def strict_json(value: Any) -> bool:
     return True
 
 
-def general(document: Any, max_batch_size: int, allow_nonfinite: bool) -> Any:
+def general(document: Any, max_batch_size: int, allow_nonfinite: bool, body: bytes = b"", json_end: int = 0) -> Any:
     try:
-        return decode_document(document, b"", 0, [INPUT], [OUTPUT], max_batch_size=max_batch_size, allow_nonfinite=allow_nonfinite)
+        return decode_document(document, body, json_end, [INPUT], [OUTPUT], max_batch_size=max_batch_size, allow_nonfinite=allow_nonfinite)
     except BadRequest as exc:
         return exc
 
@@ -89,6 +89,69 @@ def test_what_the_simple_decoder_accepts_the_general_decoder_decodes_identically
     a, b = simple.inputs["input"], full.inputs["input"]
     assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
     np.testing.assert_array_equal(a, b)
+
+
+@st.composite
+def near_simple_binary_requests(draw: st.DrawFn) -> tuple[dict[str, Any], bytes, int]:
+    """Binary requests in the form tritonclient sends, some bent in ways the simple binary decoder must not accept."""
+    rows = draw(mostly(2, 0, 1, 3))
+    values = np.array(draw(st.lists(st.floats(-1e6, 1e6, width=32), min_size=rows * 4, max_size=rows * 4)), dtype=np.float32)
+    if draw(st.booleans()) and values.size:
+        values[draw(st.integers(0, values.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf, 3.4e38]))
+    dtype = draw(mostly(np.float32, np.float64))
+    blob = values.astype(dtype).tobytes()
+    size = draw(mostly(len(blob), len(blob) + 4, float(len(blob)), True))
+    tensor: dict[str, Any] = {
+        "name": draw(mostly("input", "x")),
+        "datatype": draw(mostly("FP32", "FP64")),
+        "shape": draw(mostly([rows, 4], [rows * 4], [rows, 4, 1])),
+        "parameters": draw(mostly({"binary_data_size": size}, {"binary_data_size": size, "extra": 1}, [])),
+    }
+    document: dict[str, Any] = {"inputs": [tensor]}
+    extra = draw(mostly(None, "binary_out", "binary_out_bad", "id", "outputs", "other_parameter"))
+    if extra == "binary_out":
+        document["parameters"] = {"binary_data_output": draw(st.booleans())}
+    elif extra == "binary_out_bad":
+        document["parameters"] = {"binary_data_output": "yes"}
+    elif extra == "id":
+        document["id"] = "r"
+    elif extra == "outputs":
+        document["outputs"] = [{"name": "output", "parameters": {"binary_data": True}}]
+    elif extra == "other_parameter":
+        document["parameters"] = {"priority": 1}
+    header = orjson.dumps(document)
+    tail = draw(mostly(b"", b"\0\0\0\0"))
+    return document, header + blob + tail, len(header)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@settings(max_examples=600, deadline=None)
+@given(request=near_simple_binary_requests(), max_batch_size=st.sampled_from([2, 1024]), allow_nonfinite=st.booleans())
+def test_what_the_simple_binary_decoder_accepts_the_general_decoder_decodes_identically(
+    request: tuple[dict[str, Any], bytes, int], max_batch_size: int, allow_nonfinite: bool
+) -> None:
+    document, body, json_end = request
+    simple = decode_simple_binary(document, body, json_end, INPUT, max_batch_size, allow_nonfinite)
+    if simple is None:
+        return
+    full = general(document, max_batch_size, allow_nonfinite, body, json_end)
+    assert not isinstance(full, BadRequest), f"the simple binary decoder accepted what the general one rejects: {full}"
+    assert (simple.id, simple.rows, simple.outputs, simple.binary_default) == (full.id, full.rows, full.outputs, full.binary_default)
+    a, b = simple.inputs["input"], full.inputs["input"]
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+
+
+def test_the_common_binary_request_takes_the_simple_decoder() -> None:
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    header = orjson.dumps(
+        {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 4], "parameters": {"binary_data_size": 32}}], "parameters": {"binary_data_output": True}}
+    )
+    decoded = decode_simple_binary(orjson.loads(header), header + x.tobytes(), len(header), INPUT, 1024, False)
+    assert decoded is not None and decoded.binary_default and decoded.rows == 2
+    np.testing.assert_array_equal(decoded.inputs["input"], x)
+    via_entry = decode_infer_request(header + x.tobytes(), str(len(header)), [INPUT], [OUTPUT], max_batch_size=1024, allow_nonfinite=False)
+    np.testing.assert_array_equal(via_entry.inputs["input"], x)
 
 
 def test_the_common_request_takes_the_simple_decoder_and_the_rest_do_not() -> None:
