@@ -220,8 +220,11 @@ def training_section(results: Results) -> str:
 SERVE_SPEED_ROWS = {
     "bare FastAPI constant (ceiling)": "bare_c{c}",
     "lean FastAPI + orjson + onnxruntime": "lean_c{c}",
-    "lutnet serve (defaults)": "v2_json_b1_c{c}",
+    "lutnet serve (defaults: --execution auto --batching)": "v2_json_b1_c{c}",
+    "lutnet serve --no-batching": "unbatched_v2_json_b1_c{c}",
     "lutnet serve --execution inline --no-batching": "inline_v2_json_b1_c{c}",
+    "lutnet serve --execution inline --batching": "inline_batching_v2_json_b1_c{c}",
+    "lutnet serve --execution thread --batching": "thread_v2_json_b1_c{c}",
     "lutnet serve --execution thread --no-batching": "thread_unbatched_v2_json_b1_c{c}",
 }
 CONCURRENCIES = (1, 8, 64)
@@ -278,6 +281,18 @@ def serving_headline(results: Results) -> str:
     return text
 
 
+def batch256_rows(results: Results) -> list[list[object]]:
+    """JSON and binary req/s at batch 256 for lutnet and the lean endpoint, where both were measured."""
+    medians = results.get("serve_speed", {}).get("medians", {})
+    rows = []
+    for server, prefix in (("lutnet serve (defaults)", "v2"), ("lean FastAPI + orjson + onnxruntime", "lean")):
+        json_b256, binary_b256 = medians.get(f"{prefix}_json_b256_c1"), medians.get(f"{prefix}_binary_b256_c1")
+        if json_b256 and binary_b256:
+            json_rps, binary_rps = json_b256["requests_per_second"], binary_b256["requests_per_second"]
+            rows.append([server, f"{json_rps:.0f}", f"{binary_rps:.0f}", f"{binary_rps / json_rps:.2f}x"])
+    return rows
+
+
 def same_run(first: dict[str, Any], second: dict[str, Any], within_s: float = 1800.0) -> bool:
     """Whether two results files were written within ``within_s`` seconds of each other (one suite run)."""
     dates = [datetime.fromisoformat(r.get("machine", {}).get("date", "1970-01-01T00:00:00+00:00")) for r in (first, second)]
@@ -293,6 +308,11 @@ def serving_section(results: Results) -> str:
     parts = ["## Serving (batch-1 v2 JSON infer, one worker, server and wrk on separate cores)"]
     parts += [measured_on(results[suite]) + f" ({suite})" for suite in ("serve_speed", "serving_peers") if suite in results]
     parts.append(table(SERVING_HEADER, serving_rows(results)))
+    b256 = batch256_rows(results)
+    if b256:
+        parts.append("Batch 256 at concurrency 1, JSON against binary tensors (target for lutnet: binary at least 2x JSON; the lean "
+                     "endpoint, which validates nothing and computes on the event loop, shows what this model's compute leaves possible):\n\n"
+                     + table(["server", "JSON req/s", "binary req/s", "binary / JSON"], b256))
     ratios = serving_ratios(results)
     if ratios:
         parts.append("lutnet serve against KServe (target: at least 3x):\n\n" + table(["concurrency", "lutnet / KServe req/s", "target"], ratios))

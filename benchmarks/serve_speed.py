@@ -1,12 +1,13 @@
 """Serving speed of ``lutnet serve`` against a bare FastAPI endpoint, measured in one run with ``wrk``.
 
-``python -m benchmarks.serve_speed [--duration 3] [--repeats 3]`` exports a digits-shaped lutnet model
-(MLP 64-256-256-10 with 64-bin LUT activations, random weights: speed does not depend on their values),
-starts every server at once on 127.0.0.1 pinned to one core, and loads one at a time from ``wrk`` pinned
-to another core, rounds interleaved so drift hits every scenario alike. Scenarios: the bare endpoint and
-v2 JSON batch 1 at concurrency 1/8/64; /v1 predict; JSON vs binary tensors at batch 256; batching on vs
-off and inline vs threaded execution at concurrency 1 and 64. Servers are stopped by PID. Writes
-``benchmarks/results/serve_speed.json`` (medians, every run, targets). Needs ``wrk`` (``apt-get install wrk``).
+``python -m benchmarks.serve_speed [--duration 3] [--repeats 3]`` exports the digits model's shape with
+``lutnet train``'s defaults (MLP 64-256-256-10 with 16-bin LUT activations; random weights: speed does not
+depend on their values), starts every server at once on 127.0.0.1 pinned to one core, and loads one at a
+time from ``wrk`` pinned to another core, rounds interleaved so drift hits every scenario alike. Scenarios:
+the bare endpoint, the lean endpoint and v2 JSON batch 1 at concurrency 1/8/64; /v1 predict; JSON vs binary
+tensors at batch 256 (lutnet and the lean endpoint); batching on vs off and the execution settings at
+concurrency 1 and 64. Servers are stopped by PID. Writes ``benchmarks/results/serve_speed.json`` (medians,
+every run, targets). Needs ``wrk`` (``apt-get install wrk``). About 6 minutes.
 """
 
 from __future__ import annotations
@@ -76,20 +77,24 @@ APPS = {  # reference servers: name -> uvicorn factory in this module, and the r
 SERVERS = {  # name -> extra flags of `lutnet serve` (None: a reference app of APPS)
     "bare": None,
     "lean": None,
-    "lutnet": [],  # the defaults: threaded execution with dynamic batching
+    "lutnet": [],  # the defaults: execution auto (small calls on the event loop), dynamic batching on
+    "lutnet_unbatched": ["--no-batching"],
     "lutnet_inline": ["--execution", "inline", "--no-batching"],
     "lutnet_inline_batching": ["--execution", "inline", "--batching"],
+    "lutnet_thread": ["--execution", "thread", "--batching"],
     "lutnet_thread_unbatched": ["--execution", "thread", "--no-batching"],
 }
+VARIANTS = ("unbatched", "inline", "inline_batching", "thread", "thread_unbatched")
 SCENARIOS = [
     *(Scenario(f"bare_c{c}", "bare", "/constant", "json_b1", c) for c in (1, 8, 64)),
     *(Scenario(f"lean_c{c}", "lean", INFER, "json_b1", c) for c in (1, 8, 64)),
+    Scenario("lean_json_b256_c1", "lean", INFER, "json_b256", 1),
+    Scenario("lean_binary_b256_c1", "lean", INFER, "binary_b256", 1),
     *(Scenario(f"v2_json_b1_c{c}", "lutnet", INFER, "json_b1", c) for c in (1, 8, 64)),
     Scenario("v1_predict_b1_c1", "lutnet", "/v1/models/digits:predict", "instances_b1", 1),
     Scenario("v2_json_b256_c1", "lutnet", INFER, "json_b256", 1),
     Scenario("v2_binary_b256_c1", "lutnet", INFER, "binary_b256", 1),
-    *(Scenario(f"{variant}_v2_json_b1_c{c}", f"lutnet_{variant}", INFER, "json_b1", c)
-      for variant in ("inline", "inline_batching", "thread_unbatched") for c in (1, 64)),
+    *(Scenario(f"{variant}_v2_json_b1_c{c}", f"lutnet_{variant}", INFER, "json_b1", c) for variant in VARIANTS for c in (1, 64)),
 ]
 
 
@@ -109,8 +114,8 @@ def bare_app() -> Any:
 def lean_app() -> Any:
     """The lean ceiling for a model server: FastAPI + orjson + onnxruntime, one route, no validation or metrics.
 
-    It parses the same v2 JSON body as lutnet's infer route and answers the same v2 JSON; the model path
-    comes from ``LUTNET_BENCH_MODEL``.
+    It parses the same v2 bodies as lutnet's infer route (JSON, or binary tensors after a JSON header) and
+    answers the same way, computing on the event loop; the model path comes from ``LUTNET_BENCH_MODEL``.
     """
     import onnxruntime as ort
     from fastapi import FastAPI, Response
@@ -123,7 +128,17 @@ def lean_app() -> Any:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def infer(request: Any) -> Response:
-        tensor = orjson.loads(await request.body())["inputs"][0]
+        body = await request.body()
+        header_length = request.headers.get("inference-header-content-length")
+        if header_length is not None:  # binary tensors both ways, as tritonclient sends and asks for them
+            end = int(header_length)
+            tensor = orjson.loads(body[:end])["inputs"][0]
+            y = session.run(None, {tensor["name"]: np.frombuffer(body, dtype=np.float32, offset=end).reshape(tensor["shape"])})[0]
+            blob = y.tobytes()
+            output = {"name": "output", "shape": list(y.shape), "datatype": "FP32", "parameters": {"binary_data_size": len(blob)}}
+            header = orjson.dumps({"model_name": "digits", "outputs": [output]})
+            return Response(header + blob, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(len(header))})
+        tensor = orjson.loads(body)["inputs"][0]
         x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
         y = session.run(None, {tensor["name"]: x})[0]
         output = {"name": "output", "shape": list(y.shape), "datatype": "FP32", "data": y.ravel().tolist()}
@@ -136,8 +151,9 @@ def lean_app() -> Any:
 
 
 def export_digits(root: Path) -> Path:
-    """A repository with the digits-shaped lutnet model, exported by ``lutnet export``'s own code."""
-    spec = ModelSpec(family="mlp", input_shape=(64,), num_outputs=10, hidden=(256, 256), lut=LUTSpec(bins=64))
+    """A repository with the digits model's shape and settings (what ``make demo`` trains and serves), exported by
+    ``lutnet export``'s own code; random weights, as speed does not depend on their values."""
+    spec = ModelSpec(family="mlp", input_shape=(64,), num_outputs=10, hidden=(256, 256), lut=LUTSpec())  # `lutnet train`'s defaults
     shutil.rmtree(root, ignore_errors=True)
     write_checkpoint(random_checkpoint(spec, seed=0), root / "checkpoint")
     export_to_repository(root / "checkpoint", root / "models", "digits")
@@ -289,11 +305,14 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
         "json_c64_vs_lean": rps["v2_json_b1_c64"] / rps["lean_c64"],
         "p99_c64_ms": summary["v2_json_b1_c64"]["p99_ms"],
         "binary_vs_json_b256": rps["v2_binary_b256_c1"] / rps["v2_json_b256_c1"],
-        "batching_on_vs_off_c1": rps["v2_json_b1_c1"] / rps["thread_unbatched_v2_json_b1_c1"],
-        "batching_on_vs_off_c64": rps["v2_json_b1_c64"] / rps["thread_unbatched_v2_json_b1_c64"],
+        "lean_binary_vs_json_b256": rps["lean_binary_b256_c1"] / rps["lean_json_b256_c1"],
+        "binary_b256_vs_lean": rps["v2_binary_b256_c1"] / rps["lean_binary_b256_c1"],
+        "batching_on_vs_off_c1": rps["v2_json_b1_c1"] / rps["unbatched_v2_json_b1_c1"],
+        "batching_on_vs_off_c64": rps["v2_json_b1_c64"] / rps["unbatched_v2_json_b1_c64"],
+        "defaults_vs_thread_c1": rps["v2_json_b1_c1"] / rps["thread_v2_json_b1_c1"],
+        "defaults_vs_thread_c64": rps["v2_json_b1_c64"] / rps["thread_v2_json_b1_c64"],
         "defaults_vs_inline_c1": rps["v2_json_b1_c1"] / rps["inline_v2_json_b1_c1"],
         "defaults_vs_inline_c64": rps["v2_json_b1_c64"] / rps["inline_v2_json_b1_c64"],
-        "inline_batching_vs_inline_c64": rps["inline_batching_v2_json_b1_c64"] / rps["inline_v2_json_b1_c64"],
         "best_p99_c64_ms": min(values["p99_ms"] for name, values in summary.items() if name.endswith("_b1_c64")),
         "server_cpu_json_c1_vs_bare": summary["v2_json_b1_c1"]["server_cpu_us_per_request"] / summary["bare_c1"]["server_cpu_us_per_request"],
     }
@@ -337,8 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve_speed",
         {
             "setup": {
-                "model": "digits-shaped lutnet MLP 64-256-256-10, 64-bin LUT, exported by lutnet export",
-                "lutnet_defaults": "execution thread, batching on",
+                "model": "the digits model's shape and lutnet train defaults: MLP 64-256-256-10, 16-bin linear LUTs, exported by lutnet export",
+                "lutnet_defaults": "execution auto (calls predicted under 100 us on the event loop, larger ones in a thread), batching on",
                 "servers": {name: flags for name, flags in SERVERS.items()},
                 "scenarios": [asdict(s) for s in SCENARIOS],
                 "server_pin": server_pin,

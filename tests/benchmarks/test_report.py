@@ -71,8 +71,17 @@ def test_missing_suites_are_named_with_the_command_that_measures_them():
 def test_inference_and_serving_numbers_come_from_the_files():
     text = report.render_results(fake_results())
     assert "| lut_linear | 16 | 3 us (3.00x) | 3.07 ms (3.00x) |" in text
-    assert "| lutnet serve (defaults) | 1 | 7777 | 0.50 | 0.90 | 1.50 |" in text and "| kserve | 1 | 1111 |" in text
+    assert "| lutnet serve (defaults: --execution auto --batching) | 1 | 7777 | 0.50 | 0.90 | 1.50 |" in text and "| kserve | 1 | 1111 |" in text
     assert "| 1 | 7.00x | met |" in text  # lutnet / KServe req/s against the 3x target
+
+
+def test_batch_256_json_and_binary_rates_are_tabled_for_lutnet_and_the_lean_endpoint():
+    results = fake_results()
+    medians = results["serve_speed"]["medians"]
+    for name, rps in (("v2_json_b256_c1", 500.0), ("v2_binary_b256_c1", 850.0), ("lean_json_b256_c1", 520.0), ("lean_binary_b256_c1", 1000.0)):
+        medians[name] = {"requests_per_second": rps, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0}
+    text = report.serving_section(results)
+    assert "| lutnet serve (defaults) | 500 | 850 | 1.70x |" in text and "| lean FastAPI + orjson + onnxruntime | 520 | 1000 | 1.92x |" in text
 
 
 def test_serving_ratios_across_two_runs_are_flagged():
@@ -97,7 +106,7 @@ def test_write_report_renders_markdown_plots_and_readme(tmp_path):
     updated = readme.read_text()
     assert "old text" not in updated and updated.endswith("## After\n") and updated.startswith("# project\n")
     assert "0.9111 ± 0.0010 (loses)" in updated and "over 5 seeds" in updated
-    assert "| lutnet serve (defaults) | 7777 (1.50 ms) |  |  |" in updated and "| lutnet / KServe (target >= 3x) | 7.00x (met) |" in updated
+    assert "| lutnet serve (defaults: --execution auto --batching) | 7777 (1.50 ms) |  |  |" in updated and "| lutnet / KServe (target >= 3x) | 7.00x (met) |" in updated
 
 
 def test_markers_replacement_keeps_the_markers_and_is_idempotent():
