@@ -41,35 +41,34 @@ DESCRIPTION = """Serves fused lutnet models (plain ONNX) with onnxruntime.
 """
 
 
-class App:
-    """What uvicorn runs: the two hot routes (``service.fastpath``) answered directly, every other request by FastAPI.
+class LutnetAPI(FastAPI):
+    """FastAPI with the two hot routes (``service.fastpath``) answered before any of FastAPI's own per-request work.
 
-    The hot routes sit in front of FastAPI, not in its middleware stack: FastAPI's and Starlette's
-    per-request work (telemetry check, error middleware, router) would cost more than a small model computes.
+    They sit in front of FastAPI's middleware stack, not in it: FastAPI's and Starlette's per-request work
+    (telemetry check, error middleware, router, request handler) would cost more than a small model computes.
+    Every other request goes through FastAPI as usual.
     """
 
-    def __init__(self, api: FastAPI, plane: DataPlane, limit: int) -> None:
-        self.api = api
-        self.state = api.state
-        self._hot = InferenceRoutes(plane, limit)
-        self._rest = BodyLimit(api, limit)
+    hot_routes: InferenceRoutes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._hot.match(scope) if scope["type"] == "http" else None
-        if route is None:
-            await self._rest(scope, receive, send)
-        else:
-            await self._hot.answer(route, scope, receive, send)
+        hot = self.hot_routes
+        if hot is not None and scope["type"] == "http":
+            route = hot.match(scope)
+            if route is not None:
+                await hot.answer(route, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, registry: ModelRegistry | None = None) -> App:
-    """The ASGI app serving ``registry`` (by default the repository named in ``settings``); models load in its lifespan."""
+def create_app(settings: Settings, registry: ModelRegistry | None = None) -> FastAPI:
+    """The FastAPI app serving ``registry`` (by default the repository named in ``settings``); models load in its lifespan."""
     if registry is None:
         if settings.repository is None:
             raise LutnetError("model repository", expected="a directory (--repository DIR or LUTNET_REPOSITORY)", got="none")
         registry = ModelRegistry(settings.repository, settings, ServiceMetrics(settings.stats_window))
     plane = DataPlane(settings, registry, registry.metrics)
-    app = FastAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane))
+    app = LutnetAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane))
     for router in build_routers(plane, settings.api_token):
         app.include_router(router)
     app.add_exception_handler(ServiceError, _service_error)
@@ -77,11 +76,13 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None) -> App
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     _document(app, inference_docs_router(), [schemas.InferRequest, schemas.PredictRequest, schemas.RepositoryIndexRequest])
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # the hot routes enforce the same limit themselves
+    app.hot_routes = InferenceRoutes(plane, settings.max_request_bytes)
     app.state.plane = plane
-    return App(app, plane, settings.max_request_bytes)
+    return app
 
 
-def create_app_from_environment() -> App:
+def create_app_from_environment() -> FastAPI:
     """uvicorn factory for ``lutnet serve``: settings from ``LUTNET_*`` (the CLI exports its flags there for every worker)."""
     settings = Settings()
     configure_logging(settings.log_level)
