@@ -9,7 +9,9 @@ shifted), so the graph needs no per-channel arithmetic before the lookup::
 
 Each segment is the straight line the activation follows there, written in ``v``. Extrapolation is an
 extra segment at each end whose index the clip keeps while ``v`` itself stays unclamped: a line with
-the edge slope (``linear``) or a constant (``clamp``), exactly as in ``lutnet.lut.lookup``.
+the edge slope (``linear``) or a constant (``clamp``), exactly as in ``lutnet.lut.lookup``. Under
+``clamp`` the edge lines are flat, so the clipped ``v`` gives the same values (and a finite one for an
+infinite ``v``): the graph multiplies by it and lets the clip overwrite ``v`` in place.
 
 | mode, extrapolation | ``v`` | segments ``S`` | segment ``s`` covers (in ``u = (z - lo) / h``) |
 |---|---|---|---|
@@ -42,6 +44,7 @@ class SegmentTable:
 
     intercept: np.ndarray  # (S, C)
     slope: np.ndarray | None  # (S, C); None when every segment is constant
+    flat_edges: bool = False  # the first and last segments are constant: y may use v clipped to [0, S - 1]
 
     @property
     def segments(self) -> int:
@@ -106,7 +109,7 @@ def segment_table(table: np.ndarray, mode: str, extrapolate: str) -> SegmentTabl
             edge = (table[:, :1], zero, table[:, -1:], zero)
         intercept = np.concatenate([edge[0], intercept, edge[2]], axis=1)
         slope = np.concatenate([edge[1], slope, edge[3]], axis=1)
-        return SegmentTable(intercept=intercept.T.copy(), slope=slope.T.copy())
+        return SegmentTable(intercept=intercept.T.copy(), slope=slope.T.copy(), flat_edges=extrapolate == "clamp")
     # nearest with linear extrapolation, on half pockets w = 2u + 2: below, pockets of knots 0..K (two halves each
     # except the outer halves of knots 0 and K, which belong to the edge lines), above.
     below_intercept, below_slope = table[:, :1] - step[:, :1], step[:, :1] / 2

@@ -4,8 +4,9 @@ Lookup formulation (the fastest exact one in ``benchmarks/results/lookup_formula
 ``Clip`` the coordinate to ``[0, S-1]``, ``Cast`` it to int32 (truncation is floor on non-negative
 values, so no ``Floor``), then ``GatherElements`` along axis 0 of ``[S, C]`` tables, which picks
 ``table[s, c]`` per channel without per-channel index offsets. Linear segments gather an intercept and
-a slope table with that one index and finish with ``Mul`` + ``Add``; constant segments gather only
-the intercept. Convolutions move channels last around the lookup so the same ``[N, C]`` lookup serves.
+a slope table with that one index and finish with ``Mul`` + ``Add`` (by the clipped coordinate when
+the edge segments are flat, so the clip can reuse the coordinate's buffer); constant segments gather
+only the intercept. Convolutions move channels last around the lookup so the same ``[N, C]`` lookup serves.
 """
 from __future__ import annotations
 
@@ -53,13 +54,16 @@ class GraphBuilder:
         """Evaluate the segment table at coordinates ``v`` of shape ``[N, C]``."""
         low = self.constant(f"act{layer}.first_segment", np.array(0.0))
         high = self.constant(f"act{layer}.last_segment", np.array(table.segments - 1.0))
-        segment = self.op("Cast", [self.op("Clip", [v, low, high])], f"act{layer}.segment", to=TensorProto.INT32)
+        clipped = self.op("Clip", [v, low, high])
+        segment = self.op("Cast", [clipped], f"act{layer}.segment", to=TensorProto.INT32)
         intercept_table = self.constant(f"act{layer}.intercept", table.intercept)
         if table.slope is None:
             return self.op("GatherElements", [intercept_table, segment], output=output, axis=0)
         intercept = self.op("GatherElements", [intercept_table, segment], f"act{layer}.intercept_at", axis=0)
         slope = self.op("GatherElements", [self.constant(f"act{layer}.slope", table.slope), segment], f"act{layer}.slope_at", axis=0)
-        return self.op("Add", [self.op("Mul", [v, slope]), intercept], output=output)
+        # Flat edges: the clipped coordinate gives the same values, and v, used by nothing else, is overwritten in place.
+        along = clipped if table.flat_edges else v
+        return self.op("Add", [self.op("Mul", [along, slope]), intercept], output=output)
 
     def activation(self, x: str, layer: FusedLayer, index: int, spatial: tuple[int, int] | None) -> str:
         """The layer's activation of ``x`` (``[B, C]``, or ``[B, C, H, W]`` with ``spatial``), named ``activation_output(index)``."""

@@ -137,3 +137,20 @@ def test_baseline_card_has_no_lut_keys() -> None:
     proto = build_graph(random_checkpoint(ModelSpec(family="mlp", input_shape=(4,), num_outputs=2, hidden=(3,), activation="relu")))
     assert set(metadata.MODEL_CARD_KEYS) <= {p.key for p in proto.metadata_props}
     assert metadata.LUT_MODE not in {p.key for p in proto.metadata_props}
+
+
+def test_linear_clamp_multiplies_by_the_clipped_coordinate_so_infinite_coordinates_give_the_edge_values() -> None:
+    """With flat edge segments the graph multiplies by the clipped coordinate: the same values, and an overflowing
+    first layer (an infinite coordinate) still gives the clamped edge value where ``inf * 0`` would give NaN."""
+    checkpoint = random_checkpoint(mlp_spec(mode="linear", extrapolate="clamp"), standardize=False)
+    proto = build_graph(checkpoint)
+    muls = [node for node in proto.graph.node if node.op_type == "Mul"]
+    clips = {node.output[0] for node in proto.graph.node if node.op_type == "Clip"}
+    assert muls and all(node.input[0] in clips for node in muls)
+    x = np.full((2, checkpoint.spec.input_shape[0]), 3e38, dtype=np.float32)
+    x[1] *= -1
+    output, activations = run_fused(proto, x, len(checkpoint.spec.hidden))
+    assert np.isfinite(output).all() and all(np.isfinite(a).all() for a in activations)
+    linear = build_graph(random_checkpoint(mlp_spec(mode="linear", extrapolate="linear")))  # linear edges need the unclipped v
+    linear_clips = {node.output[0] for node in linear.graph.node if node.op_type == "Clip"}
+    assert not any(node.input[0] in linear_clips for node in linear.graph.node if node.op_type == "Mul")
