@@ -4,7 +4,7 @@ The function a table represents is defined in ``lutnet/lut.py``; this module com
 function in torch, with gradients, without ever materializing a ``[B, C, K]`` tensor.
 
 How it stays cheap: on CPU (float32/float64) the lookup is a native torch operator (``training.native``,
-C++ compiled on first use) with its own C++ autograd function: one call forward, one backward, no Python
+C++ compiled on first use) with its own autograd node: one call forward, one backward, no Python
 between them, bit-identical to the torch ops below. Those remain the path on CUDA and wherever no
 compiler is found: they read the table ``T[R, K+1]`` (R = C channels, or 1 when shared) through its
 flat view with one index per element, ``k + row (K+1)``; the right-hand knot ``T[k+1]`` comes from the

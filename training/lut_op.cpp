@@ -1,5 +1,7 @@
-/* The native CPU lookup as a torch operator with its own C++ autograd function, so a LUT layer's
- * forward and backward passes cost one C++ call each, without the Python autograd.Function around them.
+/* The native CPU lookup as a torch operator with its own autograd node (LookupBackward), so a LUT layer's
+ * forward and backward passes cost one C++ call each, without a Python autograd.Function around them; the
+ * node is attached to the output directly, as torch's own operators do, which costs less than
+ * torch::autograd::Function's general machinery.
  *
  * The arithmetic is lut_kernel.c's (compiled into this library), which does the float operations of
  * training/lut.py's pure-torch path in the same order: both paths give bit-identical results. Build it
@@ -18,7 +20,8 @@
 #endif
 #include <algorithm>
 
-#include <torch/autograd.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 extern "C" {
@@ -31,8 +34,6 @@ extern "C" {
 
 namespace {
 
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 /* (batch, channels, inner) of [B, C] or [B, C, H, W]: the kernel's element layout. */
 struct Layout {
@@ -53,63 +54,86 @@ void check(const at::Tensor &x, const at::Tensor &table, const at::Tensor &lo, c
               "lookup: lo and step must be contiguous with one value per table row");
 }
 
-struct Lookup : public torch::autograd::Function<Lookup> {
-  /* Saves the flat left-knot index (and the nearest knot's), the distance along the segment and the rise. */
-  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &input, const at::Tensor &knots, const at::Tensor &lo,
-                            const at::Tensor &step, bool nearest, bool clamp, bool fused) {
-    check(input, knots, lo, step);
-    const at::Tensor x = input.contiguous(), table = knots.contiguous();
-    const Layout n(x);
-    const int64_t count = x.numel(), rows = table.size(0), bins = table.size(1) - 1;
-    at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
-    at::Tensor reals = at::empty({2, count}, x.options());                           /* along, rise */
-    at::Tensor ints = at::empty({nearest ? 2 : 1, count}, x.options().dtype(at::kInt)); /* knot, picked */
-    int32_t *knot = ints.data_ptr<int32_t>();
-    if (x.scalar_type() == at::kFloat) {
-      float *r = reals.data_ptr<float>();
-      lut_forward_float32(x.data_ptr<float>(), table.data_ptr<float>(), lo.data_ptr<float>(), step.data_ptr<float>(), n.batch,
-                          n.channels, n.inner, rows, bins, nearest, clamp, fused, y.data_ptr<float>(), knot,
-                          nearest ? knot + count : nullptr, r, r + count);
-    } else {
-      double *r = reals.data_ptr<double>();
-      lut_forward_float64(x.data_ptr<double>(), table.data_ptr<double>(), lo.data_ptr<double>(), step.data_ptr<double>(), n.batch,
-                          n.channels, n.inner, rows, bins, nearest, clamp, fused, y.data_ptr<double>(), knot,
-                          nearest ? knot + count : nullptr, r, r + count);
-    }
-    ctx->save_for_backward({ints, reals, step});
-    ctx->saved_data["table"] = (rows << 32) | (bins << 2) | (int64_t(clamp) << 1) | int64_t(nearest);
-    return y;
+/* The forward pass: y, and into `ints` / `reals` what the backward pass needs. */
+at::Tensor forward_compute(const at::Tensor &x, const at::Tensor &table, const at::Tensor &lo, const at::Tensor &step, bool nearest,
+                           bool clamp, bool fused, at::Tensor *ints_out, at::Tensor *reals_out) {
+  const Layout n(x);
+  const int64_t count = x.numel(), rows = table.size(0), bins = table.size(1) - 1;
+  at::Tensor y = at::empty_like(x, at::MemoryFormat::Contiguous);
+  at::Tensor reals = at::empty({2, count}, x.options());
+  at::Tensor ints = at::empty({nearest ? 2 : 1, count}, x.options().dtype(at::kInt));
+  int32_t *knot = ints.data_ptr<int32_t>();
+  if (x.scalar_type() == at::kFloat) {
+    float *r = reals.data_ptr<float>();
+    lut_forward_float32(x.data_ptr<float>(), table.data_ptr<float>(), lo.data_ptr<float>(), step.data_ptr<float>(), n.batch,
+                        n.channels, n.inner, rows, bins, nearest, clamp, fused, y.data_ptr<float>(), knot,
+                        nearest ? knot + count : nullptr, r, r + count);
+  } else {
+    double *r = reals.data_ptr<double>();
+    lut_forward_float64(x.data_ptr<double>(), table.data_ptr<double>(), lo.data_ptr<double>(), step.data_ptr<double>(), n.batch,
+                        n.channels, n.inner, rows, bins, nearest, clamp, fused, y.data_ptr<double>(), knot,
+                        nearest ? knot + count : nullptr, r, r + count);
   }
+  *ints_out = ints;
+  *reals_out = reals;
+  return y;
+}
 
-  static variable_list backward(AutogradContext *ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
+struct LookupBackward : public torch::autograd::Node {
+  torch::autograd::SavedVariable ints_, reals_, step_;
+  int64_t rows_ = 0, bins_ = 0;
+  bool nearest_ = false, clamp_ = false;
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list &&grads) override {
+    if (!grads[0].defined()) return {at::Tensor(), at::Tensor()};  /* no gradient flows in: none flows out */
+    const at::Tensor ints = ints_.unpack(), reals = reals_.unpack(), step = step_.unpack();
     const at::Tensor grad = grads[0].contiguous();
-    const int64_t packed = ctx->saved_data["table"].toInt();
-    const bool nearest = packed & 1, clamp = packed & 2;
-    const int64_t rows = packed >> 32, bins = (packed & 0xffffffff) >> 2, count = grad.numel();
+    const int64_t count = grad.numel();
     const Layout n(grad);
-    const bool needs_x = ctx->needs_input_grad(0), needs_table = ctx->needs_input_grad(1);
+    const bool needs_x = should_compute_output(0), needs_table = should_compute_output(1);
     at::Tensor grad_x = needs_x ? at::empty_like(grad) : at::Tensor();
-    at::Tensor grad_table = needs_table ? at::empty({rows, bins + 1}, grad.options()) : at::Tensor(); /* zeroed by the kernel */
-    const int32_t *knot = saved[0].data_ptr<int32_t>();
+    at::Tensor grad_table = needs_table ? at::empty({rows_, bins_ + 1}, grad.options()) : at::Tensor();
+    const int32_t *knot = ints.data_ptr<int32_t>();
     if (grad.scalar_type() == at::kFloat) {
-      const float *r = saved[1].data_ptr<float>();
-      lut_backward_float32(grad.data_ptr<float>(), knot, nearest ? knot + count : nullptr, r, r + count, saved[2].data_ptr<float>(),
-                           n.batch, n.channels, n.inner, rows, bins, nearest, clamp, needs_x ? grad_x.data_ptr<float>() : nullptr,
+      const float *r = reals.data_ptr<float>();
+      lut_backward_float32(grad.data_ptr<float>(), knot, nearest_ ? knot + count : nullptr, r, r + count, step.data_ptr<float>(), n.batch,
+                           n.channels, n.inner, rows_, bins_, nearest_, clamp_, needs_x ? grad_x.data_ptr<float>() : nullptr,
                            needs_table ? grad_table.data_ptr<float>() : nullptr);
     } else {
-      const double *r = saved[1].data_ptr<double>();
-      lut_backward_float64(grad.data_ptr<double>(), knot, nearest ? knot + count : nullptr, r, r + count, saved[2].data_ptr<double>(),
-                           n.batch, n.channels, n.inner, rows, bins, nearest, clamp, needs_x ? grad_x.data_ptr<double>() : nullptr,
+      const double *r = reals.data_ptr<double>();
+      lut_backward_float64(grad.data_ptr<double>(), knot, nearest_ ? knot + count : nullptr, r, r + count, step.data_ptr<double>(), n.batch,
+                           n.channels, n.inner, rows_, bins_, nearest_, clamp_, needs_x ? grad_x.data_ptr<double>() : nullptr,
                            needs_table ? grad_table.data_ptr<double>() : nullptr);
     }
-    return {grad_x, grad_table, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_x, grad_table};
+  }
+  std::string name() const override { return "LutLookupBackward"; }
+  void release_variables() override {
+    ints_.reset_data();
+    reals_.reset_data();
+    step_.reset_data();
   }
 };
 
-at::Tensor lookup(const at::Tensor &x, const at::Tensor &table, const at::Tensor &lo, const at::Tensor &step, bool nearest, bool clamp,
+at::Tensor lookup(const at::Tensor &input, const at::Tensor &knots, const at::Tensor &lo, const at::Tensor &step, bool nearest, bool clamp,
                   bool fused) {
-  return Lookup::apply(x, table, lo, step, nearest, clamp, fused);
+  check(input, knots, lo, step);
+  const at::Tensor x = input.contiguous(), table = knots.contiguous();
+  at::Tensor ints, reals;
+  at::Tensor y = forward_compute(x, table, lo, step, nearest, clamp, fused, &ints, &reals);
+  if (torch::autograd::compute_requires_grad(input, knots)) {
+    auto node = c10::make_intrusive<LookupBackward>();
+    node->set_next_edges(torch::autograd::collect_next_edges(input, knots));
+    node->ints_ = torch::autograd::SavedVariable(ints, false);
+    node->reals_ = torch::autograd::SavedVariable(reals, false);
+    node->step_ = torch::autograd::SavedVariable(step, false);
+    node->rows_ = table.size(0);
+    node->bins_ = table.size(1) - 1;
+    node->nearest_ = nearest;
+    node->clamp_ = clamp;
+    torch::autograd::set_history(y, node);
+  }
+  return y;
 }
 
 /* The TV2 (sub)gradient of a contiguous [R, K+1] table, as lut_smoothness_gradient_* computes it. */
