@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the container test group needs (podman with runc and buildah, debootstrap for the local
-# base image) from Debian's packages; does nothing when they are already there. Needs root.
+# Installs the system packages the test suite needs from Debian's packages: podman with runc and buildah and
+# debootstrap (the local base image) for the container group, and g++ for training's native lookup operator.
+# Does nothing when they are already there. Needs root.
 set -euo pipefail
 
-packages=(podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns)
+packages=(podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns g++)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query --show --showformat='${db:Status-Status}' "${package}" 2>/dev/null | grep -qx installed || missing+=("${package}")
