@@ -88,8 +88,7 @@ class InferRequest:
         if self.outputs is None:
             return [(name, array, self.binary_default) for name, array in zip(names, arrays, strict=True)]
         by_name = dict(zip(names, arrays, strict=True))
-        chosen = self.outputs if self.outputs is not None else [(name, None) for name in names]
-        return [(name, by_name[name], self.binary_default if binary is None else binary) for name, binary in chosen]
+        return [(name, by_name[name], self.binary_default if binary is None else binary) for name, binary in self.outputs]
 
 
 def parse_json(data: bytes | memoryview, what: str = "request body") -> Any:
@@ -194,7 +193,7 @@ def decode_simple(
     if values.dtype.kind not in "fiu" or values.size != count:
         return None
     array = values.astype(spec.dtype).reshape(shape)
-    if not allow_nonfinite and not math.isfinite(np.add.reduce(array, axis=None)):  # NaN, Inf, or a sum that overflows
+    if not allow_nonfinite and not _sum_is_finite(array):
         return None
     return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
 
@@ -218,9 +217,14 @@ def decode_simple_binary(
     if type(binary_output) is not bool or type(size) is not int or size != count * spec.dtype.itemsize or len(body) - json_end != size:
         return None
     array = np.frombuffer(body, dtype=spec.dtype, count=count, offset=json_end).reshape(shape)
-    if not allow_nonfinite and not math.isfinite(np.add.reduce(array, axis=None)):  # NaN, Inf, or a sum that overflows
+    if not allow_nonfinite and not _sum_is_finite(array):
         return None
     return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=binary_output)
+
+
+def _sum_is_finite(array: np.ndarray) -> bool:
+    """False for NaN or Inf among the values, and for a sum that overflows (the general decoder then checks exactly)."""
+    return math.isfinite(np.add.reduce(array, axis=None))
 
 
 def _simple_tensor(
