@@ -285,7 +285,8 @@ def batch256_rows(results: Results) -> list[list[object]]:
     """JSON and binary req/s at batch 256 for lutnet and the lean endpoint, where both were measured."""
     medians = results.get("serve_speed", {}).get("medians", {})
     rows = []
-    for server, prefix in (("lutnet serve (defaults)", "v2"), ("lean FastAPI + orjson + onnxruntime", "lean")):
+    servers = (("lutnet serve (defaults)", "v2"), ("lean FastAPI + orjson + onnxruntime", "lean"), ("lutnet serve, same shape with ReLU", "relu"))
+    for server, prefix in servers:
         json_b256, binary_b256 = medians.get(f"{prefix}_json_b256_c1"), medians.get(f"{prefix}_binary_b256_c1")
         if json_b256 and binary_b256:
             json_rps, binary_rps = json_b256["requests_per_second"], binary_b256["requests_per_second"]
@@ -311,7 +312,8 @@ def serving_section(results: Results) -> str:
     b256 = batch256_rows(results)
     if b256:
         parts.append("Batch 256 at concurrency 1, JSON against binary tensors (target for lutnet: binary at least 2x JSON; the lean "
-                     "endpoint, which validates nothing and computes on the event loop, shows what this model's compute leaves possible):\n\n"
+                     "endpoint, which validates nothing and computes on the event loop, shows what this model's compute leaves possible; "
+                     "the ReLU model of the same shape, whose compute costs about half, shows the ratio with cheaper compute):\n\n"
                      + table(["server", "JSON req/s", "binary req/s", "binary / JSON"], b256))
     ratios = serving_ratios(results)
     if ratios:

@@ -5,15 +5,16 @@
 depend on their values), starts every server at once on 127.0.0.1 pinned to one core, and loads one at a
 time from ``wrk`` pinned to another core, rounds interleaved so drift hits every scenario alike. Scenarios:
 the bare endpoint, the lean endpoint and v2 JSON batch 1 at concurrency 1/8/64; /v1 predict; JSON vs binary
-tensors at batch 256 (lutnet and the lean endpoint); batching on vs off and the execution settings at
+tensors at batch 256 (lutnet and the lean endpoint, and lutnet on the same shape with ReLU); batching on vs off and the execution settings at
 concurrency 1 and 64. Servers are stopped by PID. Writes ``benchmarks/results/serve_speed.json`` (medians,
-every run, targets). Needs ``wrk`` (``apt-get install wrk``). About 6 minutes.
+every run, targets). Needs ``wrk`` (``apt-get install wrk``). About 5 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ from tests.export.checkpoints import random_checkpoint
 WORK = Path(__file__).resolve().parent / ".work" / "serve_speed"
 HOST = "127.0.0.1"
 INFER = "/v2/models/digits/infer"
+RELU_INFER = "/v2/models/digits_relu/infer"  # the same shape with ReLU: what the batch-256 ratio is with cheaper compute
 TARGETS = {"json_c1_vs_bare": 0.75, "p99_c64_ms": 10.0, "binary_vs_json_b256": 2.0, "json_c1_vs_lean": 0.9, "json_c64_vs_lean": 0.9}
 WRK_SCRIPT = """
 local f = assert(io.open("{body}", "rb"))
@@ -94,6 +96,8 @@ SCENARIOS = [
     Scenario("v1_predict_b1_c1", "lutnet", "/v1/models/digits:predict", "instances_b1", 1),
     Scenario("v2_json_b256_c1", "lutnet", INFER, "json_b256", 1),
     Scenario("v2_binary_b256_c1", "lutnet", INFER, "binary_b256", 1),
+    Scenario("relu_json_b256_c1", "lutnet", RELU_INFER, "json_b256", 1),
+    Scenario("relu_binary_b256_c1", "lutnet", RELU_INFER, "binary_b256", 1),
     *(Scenario(f"{variant}_v2_json_b1_c{c}", f"lutnet_{variant}", INFER, "json_b1", c) for variant in VARIANTS for c in (1, 64)),
 ]
 
@@ -152,11 +156,13 @@ def lean_app() -> Any:
 
 def export_digits(root: Path) -> Path:
     """A repository with the digits model's shape and settings (what ``make demo`` trains and serves), exported by
-    ``lutnet export``'s own code; random weights, as speed does not depend on their values."""
+    ``lutnet export``'s own code, and the same shape with ReLU as ``digits_relu``; random weights, as speed does
+    not depend on their values."""
     spec = ModelSpec(family="mlp", input_shape=(64,), num_outputs=10, hidden=(256, 256), lut=LUTSpec())  # `lutnet train`'s defaults
     shutil.rmtree(root, ignore_errors=True)
-    write_checkpoint(random_checkpoint(spec, seed=0), root / "checkpoint")
-    export_to_repository(root / "checkpoint", root / "models", "digits")
+    for name, model_spec in (("digits", spec), ("digits_relu", dataclasses.replace(spec, activation="relu"))):
+        write_checkpoint(random_checkpoint(model_spec, seed=0), root / name)
+        export_to_repository(root / name, root / "models", name)
     return root / "models"
 
 
@@ -307,6 +313,7 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
         "binary_vs_json_b256": rps["v2_binary_b256_c1"] / rps["v2_json_b256_c1"],
         "lean_binary_vs_json_b256": rps["lean_binary_b256_c1"] / rps["lean_json_b256_c1"],
         "binary_b256_vs_lean": rps["v2_binary_b256_c1"] / rps["lean_binary_b256_c1"],
+        "relu_binary_vs_json_b256": rps["relu_binary_b256_c1"] / rps["relu_json_b256_c1"],
         "batching_on_vs_off_c1": rps["v2_json_b1_c1"] / rps["unbatched_v2_json_b1_c1"],
         "batching_on_vs_off_c64": rps["v2_json_b1_c64"] / rps["unbatched_v2_json_b1_c64"],
         "defaults_vs_thread_c1": rps["v2_json_b1_c1"] / rps["thread_v2_json_b1_c1"],

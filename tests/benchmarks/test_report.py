@@ -75,13 +75,16 @@ def test_inference_and_serving_numbers_come_from_the_files():
     assert "| 1 | 7.00x | met |" in text  # lutnet / KServe req/s against the 3x target
 
 
-def test_batch_256_json_and_binary_rates_are_tabled_for_lutnet_and_the_lean_endpoint():
+def test_batch_256_json_and_binary_rates_are_tabled_for_lutnet_the_lean_endpoint_and_the_relu_model():
     results = fake_results()
     medians = results["serve_speed"]["medians"]
-    for name, rps in (("v2_json_b256_c1", 500.0), ("v2_binary_b256_c1", 850.0), ("lean_json_b256_c1", 520.0), ("lean_binary_b256_c1", 1000.0)):
+    rates = (("v2_json_b256_c1", 500.0), ("v2_binary_b256_c1", 850.0), ("lean_json_b256_c1", 520.0), ("lean_binary_b256_c1", 1000.0),
+             ("relu_json_b256_c1", 700.0), ("relu_binary_b256_c1", 1540.0))
+    for name, rps in rates:
         medians[name] = {"requests_per_second": rps, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0}
     text = report.serving_section(results)
     assert "| lutnet serve (defaults) | 500 | 850 | 1.70x |" in text and "| lean FastAPI + orjson + onnxruntime | 520 | 1000 | 1.92x |" in text
+    assert "| lutnet serve, same shape with ReLU | 700 | 1540 | 2.20x |" in text
 
 
 def test_serving_ratios_across_two_runs_are_flagged():
