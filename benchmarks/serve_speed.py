@@ -166,6 +166,11 @@ def export_digits(root: Path) -> Path:
     return root / "models"
 
 
+def served_model(repository: Path) -> Path:
+    """The LUT digits model every server answers with (the lean endpoint, and the peers in benchmarks.serving)."""
+    return repository / "digits" / "1" / "model.onnx"
+
+
 def bodies(root: Path) -> dict[str, tuple[Path, dict[str, str]]]:
     """Request bodies written to files for wrk, with their headers (binary ones carry no Content-Type, like tritonclient)."""
     rng = np.random.default_rng(0)
@@ -217,7 +222,7 @@ def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, tupl
                 command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", HOST, "--port", port, "--no-access-log"]
             else:
                 command = [sys.executable, "-m", "lutnet", "serve", "--repository", str(repository), "--host", HOST, "--port", port, *flags]
-            environment = {**os.environ, "LUTNET_BENCH_MODEL": str(repository / "digits" / "1" / "model.onnx")}
+            environment = {**os.environ, "LUTNET_BENCH_MODEL": str(served_model(repository))}
             processes[name] = subprocess.Popen([*pin, *command, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=environment)
         for name in SERVERS:
             wait_ready(processes[name], ports[name], APPS[name][1] if SERVERS[name] is None else "/v2/health/ready")

@@ -22,11 +22,11 @@ CONCURRENCIES = (1, 8, 64)
 
 
 def served_model() -> Path:
-    """The model serve_speed exported and lutnet served, so every server answers with the same graph."""
-    found = sorted((serve_speed.WORK / "digits").rglob("model.onnx"))
-    if not found:
-        raise LutnetError("served model", expected=f"model.onnx under {serve_speed.WORK / 'digits'} (run serve_speed first)", got="none")
-    return found[-1]
+    """The LUT digits model serve_speed exported and lutnet served, so every server answers with the same graph."""
+    model = serve_speed.served_model(serve_speed.WORK / "digits" / "models")
+    if not model.is_file():
+        raise LutnetError("served model", expected=f"{model} (run serve_speed first)", got="no such file")
+    return model
 
 
 def peers(duration_s: int) -> dict[str, object]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from benchmarks.serve_speed import SCENARIOS, TARGETS, bare_app, bodies, derived
+from benchmarks.serve_speed import SCENARIOS, TARGETS, bare_app, bodies, derived, export_digits, served_model
+from lutnet import metadata
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette asks for httpx2 here; httpx is what the project installs
@@ -46,3 +47,19 @@ def test_targets_are_judged_from_the_medians() -> None:
         "json_c1_vs_lean": False,
         "json_c64_vs_lean": True,
     }
+
+
+def test_the_served_model_is_the_lut_digits_model_beside_its_relu_twin(tmp_path: Path, monkeypatch) -> None:
+    import onnx
+
+    from benchmarks import serve_speed, serving
+
+    monkeypatch.setattr(serve_speed, "WORK", tmp_path)
+    repository = export_digits(tmp_path / "digits")
+    assert sorted(p.name for p in repository.iterdir()) == ["digits", "digits_relu"]
+    activations = {}
+    for name in ("digits", "digits_relu"):
+        card = {p.key: p.value for p in onnx.load(repository / name / "1" / "model.onnx").metadata_props}
+        activations[name] = card[metadata.ACTIVATION]
+    assert activations == {"digits": "lut", "digits_relu": "relu"}
+    assert served_model(repository) == serving.served_model() == repository / "digits" / "1" / "model.onnx"  # what the peers serve
