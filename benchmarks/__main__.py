@@ -35,7 +35,7 @@ SUITES = {
     "accuracy": Suite("accuracy", 30, 3),
     "inference": Suite("inference", 2, 1),
     "training": Suite("training_cost", 4, 2),
-    "serving": Suite("serving", 9, 3),
+    "serving": Suite("serving", 6, 3),
     "shapes": Suite("shapes", 5, 2),
 }
 SUITE_HELP = {

@@ -3,7 +3,7 @@
 Run ``python -m benchmarks.serving [--quick]``; writes ``benchmarks/results/serve_speed.json`` (lutnet serve, the bare
 FastAPI ceiling and lutnet's other scenarios) and ``benchmarks/results/serving_peers.json`` (each serving peer at
 concurrency 1, 8 and 64, answers checked against onnxruntime first, loaded by wrk on another core). Needs ``wrk``.
-About 9 minutes on 2 cores (``--quick``: 1-second loads, one round, ~3 minutes).
+About 6 minutes on 2 cores (``--quick``: 1-second loads, one round, ~3 minutes).
 """
 from __future__ import annotations
 
