@@ -20,14 +20,19 @@ from lutnet.spec import ModelSpec
 from export.verify import probe_inputs, verify
 
 
+def clipped_segment(builder: GraphBuilder, v: str, table: SegmentTable, index_type: int = TensorProto.INT32) -> str:
+    """The segment index of coordinates ``v``: Clip to ``[0, S-1]``, Cast to ``index_type``."""
+    low, high = builder.constant("low", np.array(0.0)), builder.constant("high", np.array(table.segments - 1.0))
+    return builder.op("Cast", [builder.op("Clip", [v, low, high])], to=index_type)
+
+
 class Candidate(GraphBuilder):
     """A lookup as (index of each coordinate, gather of a ``[S, C]`` table at that index); int64 GatherElements by default."""
 
     index_type = TensorProto.INT64
 
     def segment(self, v: str, table: SegmentTable) -> str:
-        low, high = self.constant("low", np.array(0.0)), self.constant("high", np.array(table.segments - 1.0))
-        return self.op("Cast", [self.op("Clip", [v, low, high])], to=self.index_type)
+        return clipped_segment(self, v, table, self.index_type)
 
     def index(self, v: str, table: SegmentTable) -> str:
         return self.segment(v, table)
@@ -143,8 +148,7 @@ class ConvTiled(GraphBuilder):
         if spatial is None or layer.table is None:
             return super().activation(x, layer, index, spatial)
         table, output = layer.table, activation_output(index)
-        low, high = self.constant("low", np.array(0.0)), self.constant("high", np.array(table.segments - 1.0))
-        segment = self.op("Cast", [self.op("Clip", [x, low, high])], to=TensorProto.INT32)
+        segment = clipped_segment(self, x, table)
         tiled = lambda values: np.broadcast_to(values[:, :, None, None], (*values.shape, *spatial))  # noqa: E731
         gather = lambda values, out=None: self.op("GatherElements", [self.constant("table", tiled(values)), segment], output=out, axis=0)  # noqa: E731
         if table.slope is None:
@@ -159,9 +163,8 @@ class ConvFlatOffsets(GraphBuilder):
         if spatial is None or layer.table is None:
             return super().activation(x, layer, index, spatial)
         table, output = layer.table, activation_output(index)
-        low, high = self.constant("low", np.array(0.0)), self.constant("high", np.array(table.segments - 1.0))
         offsets = self.constant("offsets", (np.arange(table.intercept.shape[1]) * table.segments).reshape(-1, 1, 1), np.int32)
-        segment = self.op("Add", [self.op("Cast", [self.op("Clip", [x, low, high])], to=TensorProto.INT32), offsets])
+        segment = self.op("Add", [clipped_segment(self, x, table), offsets])
         gather = lambda values, out=None: self.op("Gather", [self.constant("table", values.T.reshape(-1)), segment], output=out, axis=0)  # noqa: E731
         if table.slope is None:
             return gather(table.intercept, output)

@@ -159,6 +159,11 @@ def accuracy_headline(results: Results) -> str:
 
 # --- suite 2: inference ------------------------------------------------------------------------------------
 
+def latency_cell(run: dict[str, Any], name: str) -> str:
+    """A model's median latency in one run, with its ratio to the ReLU MLP of that run."""
+    return f"{duration(run['timings_s'][name]['median'])} ({run['ratio_to_relu'][name]:.2f}x)"
+
+
 def inference_section(results: Results) -> str:
     result = results.get("inference")
     if result is None:
@@ -175,7 +180,7 @@ def inference_section(results: Results) -> str:
         runs = [run for run in result["runs"] if run["threads"] == threads]
         models = ordered(list(runs[0]["timings_s"]))
         rows = [[name, result["graphs"].get(name, {}).get("nodes", "-"),
-                 *[f"{duration(run['timings_s'][name]['median'])} ({run['ratio_to_relu'][name]:.2f}x)" for run in runs]] for name in models]
+                 *[latency_cell(run, name) for run in runs]] for name in models]
         parts.append(f"### {threads} thread{'s' if threads > 1 else ''}\n\n" + table(["model", "nodes", *[f"batch {run['batch']}" for run in runs]], rows))
     parts.append("![inference](results/inference.png)")
     return "\n\n".join(parts)
@@ -187,7 +192,7 @@ def inference_headline(results: Results) -> str:
         return missing("inference")
     runs = [run for run in result["runs"] if run["threads"] == 1]
     models = ordered(list(runs[0]["timings_s"]))
-    rows = [[name, *[f"{duration(run['timings_s'][name]['median'])} ({run['ratio_to_relu'][name]:.2f}x)" for run in runs]] for name in models]
+    rows = [[name, *[latency_cell(run, name) for run in runs]] for name in models]
     return table(["model (1 thread)", *[f"batch {run['batch']}" for run in runs]], rows)
 
 
