@@ -6,6 +6,7 @@ serves any transport and is tested without HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,13 +124,10 @@ class DataPlane:
             model.stats.record_failure(total_ns=time.perf_counter_ns() - started, status_code=getattr(exc, "status_code", 500))
             raise
         finished = time.perf_counter_ns()
-        model.stats.record_success(
-            total_ns=finished - started,
-            decode_ns=decoded - started,
-            queue_ns=result.queue_ns,
-            compute_ns=result.compute_ns,
-            encode_ns=finished - computed,
-            rows=rows,
+        # Counted in the event loop's next pass: the route writes the response in this one, so the client does not
+        # wait for the bookkeeping (at concurrency 1 that is several percent of a batch-1 request's time).
+        asyncio.get_running_loop().call_soon(
+            model.stats.record_success, finished - started, decoded - started, result.queue_ns, result.compute_ns, finished - computed, rows
         )
         return reply
 

@@ -107,8 +107,8 @@ class ModelStats:
         self.execution_count = 0
         self.last_inference_ms = 0
 
-    def record_success(self, *, total_ns: int, decode_ns: int, queue_ns: int, compute_ns: int, encode_ns: int, rows: int) -> None:
-        """One answered request: its end-to-end time and the time of each phase."""
+    def record_success(self, total_ns: int, decode_ns: int, queue_ns: int, compute_ns: int, encode_ns: int, rows: int) -> None:
+        """One answered request: its end-to-end time and the time of each phase (positional, for ``loop.call_soon``)."""
         self._succeeded += 1
         sums = self._success_ns  # in the order of SUCCESS_PHASES
         sums[0] += total_ns

@@ -10,6 +10,7 @@ onnxruntime releases the GIL while it computes either way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -228,18 +229,18 @@ class LoadedModel:
 
     def execute(self, feeds: dict[str, np.ndarray]) -> Computed | Awaitable[Computed]:
         """``run`` here on the event loop when small enough (the result at once), else in a compute thread so the
-        loop keeps serving meanwhile (an awaitable of the result); counted on the loop either way."""
+        loop keeps serving meanwhile (an awaitable of the result); counted on the loop either way, in its next pass."""
         rows = len(next(iter(feeds.values()))) if self.batchable else 1
         if rows <= self.inline_rows or self._threads is None:
             outputs, elapsed = self.run(feeds)
-            self.stats.record_execution(rows, elapsed)
+            asyncio.get_running_loop().call_soon(self.stats.record_execution, rows, elapsed)  # after the response (DataPlane._serve)
             return outputs, elapsed
         return self._in_thread(feeds, rows)
 
     async def _in_thread(self, feeds: dict[str, np.ndarray], rows: int) -> Computed:
         assert self._threads is not None
         outputs, elapsed = await self._threads.call(self.run, feeds)
-        self.stats.record_execution(rows, elapsed)
+        asyncio.get_running_loop().call_soon(self.stats.record_execution, rows, elapsed)
         return outputs, elapsed
 
     async def infer(self, inputs: dict[str, np.ndarray], rows: int) -> BatchResult:
