@@ -35,7 +35,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && useradd --no-log-init --no-create-home --uid 10001 --gid lutnet --home-dir /nonexistent --shell /usr/sbin/nologin lutnet \
     && mkdir /models
 # One process with one onnxruntime thread per session suits one CPU; raise LUTNET_WORKERS with the CPU limit.
-# ORT_TELEMETRY_DISABLED opts out of onnxruntime's usage telemetry (a server has no business phoning home).
+# ORT_DISABLE_TELEMETRY=1 turns off onnxruntime's OneDS usage telemetry (lutnet serve also sets it unless set; see lutnet/ortenv.py).
 ENV PATH=/opt/lutnet/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -45,7 +45,7 @@ ENV PATH=/opt/lutnet/bin:$PATH \
     LUTNET_WORKERS=1 \
     LUTNET_INTRA_OP_THREADS=1 \
     OMP_NUM_THREADS=1 \
-    ORT_TELEMETRY_DISABLED=1
+    ORT_DISABLE_TELEMETRY=1
 VOLUME ["/models"]
 USER 10001:10001
 EXPOSE 8000

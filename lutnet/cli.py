@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from lutnet import __version__
 from lutnet.errors import LutnetError
+from lutnet.ortenv import disable_onnxruntime_telemetry
 
 # subcommand -> (module with main(argv) -> int, extra that provides its dependencies, one-line help)
 COMMANDS = {
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lutnet: error: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module_name, extra, _ = COMMANDS[argv[0]]
+    disable_onnxruntime_telemetry()  # before the subcommand imports onnxruntime
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

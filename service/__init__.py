@@ -6,7 +6,11 @@ and embedding. This package never imports torch, onnx, ``training`` or ``export`
 
 from __future__ import annotations
 
-from service.app import create_app
+from lutnet.ortenv import disable_onnxruntime_telemetry
+
+disable_onnxruntime_telemetry()  # before service.runtime imports onnxruntime (see lutnet.ortenv)
+
+from service.app import create_app  # noqa: E402
 from service.batching import MicroBatcher
 from service.dataplane import DataPlane
 from service.errors import BadRequest, MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServiceError, Unauthorized, Unavailable

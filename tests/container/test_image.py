@@ -69,6 +69,12 @@ def test_server_is_pid_1_and_not_root(server: podman.Container) -> None:
     assert all(int(uid) != 0 for uid in uids.split()[1:]), uids
 
 
+def test_server_runs_with_onnxruntime_telemetry_off(server: podman.Container) -> None:
+    """The image's environment (PID 1's, as the server started) switches off onnxruntime's OneDS telemetry."""
+    environment = server.exec("cat", "/proc/1/environ").split("\0")
+    assert "ORT_DISABLE_TELEMETRY=1" in environment, [entry for entry in environment if "TELEMETRY" in entry]
+
+
 def test_image_has_no_torch_onnx_or_compilers(server: podman.Container) -> None:
     probe = (
         "import importlib.util, shutil\n"
