@@ -10,7 +10,7 @@ from lutnet.ortenv import disable_onnxruntime_telemetry
 
 disable_onnxruntime_telemetry()  # before service.runtime imports onnxruntime (see lutnet.ortenv)
 
-from service.app import create_app  # noqa: E402
+from service.app import create_app
 from service.batching import MicroBatcher
 from service.dataplane import DataPlane
 from service.errors import BadRequest, MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServiceError, Unauthorized, Unavailable

@@ -12,10 +12,11 @@ import numpy as np
 
 from service.errors import Unavailable
 
-# Runs one merged batch: input arrays by name -> (output arrays, nanoseconds spent computing), returned at once when
-# it ran on the event loop, or as an awaitable when it runs elsewhere.
+# Runs one call: input arrays by name, and whether it serves one request that found the model idle (``alone``: no
+# other request waits on it) -> (output arrays, nanoseconds spent computing), returned at once when it ran on the
+# event loop, or as an awaitable when it runs elsewhere.
 Computed = tuple[list[np.ndarray], int]
-Execute = Callable[[dict[str, np.ndarray]], Computed | Awaitable[Computed]]
+Execute = Callable[[dict[str, np.ndarray], bool], Computed | Awaitable[Computed]]
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, once per request
@@ -44,7 +45,8 @@ class MicroBatcher:
 
     With ``run_when_idle`` and no queue delay, a lone request (no other request to this queue in flight,
     and none ran alone earlier in this pass of the event loop) runs at once without the hop through the
-    worker; requests that arrive while others are in flight queue and are merged into the next call.
+    worker; requests that arrive while others are in flight queue and are merged into the next call. ``execute``
+    learns which of the two a call is, so it can keep queued work off the event loop.
     """
 
     def __init__(
@@ -91,7 +93,7 @@ class MicroBatcher:
                 # after this one) must not each run alone too, so the claim holds until the next pass and they queue.
                 self._claimed = True
                 asyncio.get_running_loop().call_soon(self._release_claim)
-                outputs, compute_ns = await self._computing(inputs)
+                outputs, compute_ns = await self._computing(inputs, alone=True)
                 return BatchResult(outputs, 0, compute_ns, rows)
             return await self._enqueue(inputs, rows)
         finally:
@@ -116,11 +118,11 @@ class MicroBatcher:
         if self._worker is not None:
             await self._worker
 
-    async def _computing(self, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+    async def _computing(self, feeds: dict[str, np.ndarray], *, alone: bool) -> tuple[list[np.ndarray], int]:
         """``execute`` with the model marked busy, so requests arriving meanwhile queue; the worker is woken after if it has work."""
         self._busy = True
         try:
-            result = self._execute(feeds)
+            result = self._execute(feeds, alone)
             return result if type(result) is tuple else await result  # type: ignore[misc]
         finally:
             self._busy = False
@@ -166,7 +168,7 @@ class MicroBatcher:
         try:
             names = batch[0].inputs.keys()
             feeds = batch[0].inputs if len(batch) == 1 else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
-            outputs, compute_ns = await self._computing(feeds)
+            outputs, compute_ns = await self._computing(feeds, alone=False)
         except Exception as exc:  # the whole batch failed together: every request in it gets the error, the worker goes on
             for item in batch:
                 if not item.future.done():

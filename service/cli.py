@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--execution",
         choices=["auto", "inline", "thread"],
-        help="where onnxruntime runs: auto (default) on the event loop for calls predicted under --inline-below-us, else in a worker "
-        "thread; inline always on the loop; thread always in a worker thread",
+        help="where onnxruntime runs: auto (default) on the event loop for a request that finds the model idle and is predicted "
+        "under --inline-below-us, else (larger calls, merged batches) in a worker thread; inline always on the loop; thread always "
+        "in a worker thread",
     )
     add("--inline-below-us", type=float, metavar="US", help="with --execution auto, run calls predicted to compute in under this on the loop (default 100)")
     add("--batching", action=argparse.BooleanOptionalAction, help="merge concurrent requests into one onnxruntime call (default on)")

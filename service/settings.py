@@ -28,9 +28,10 @@ class Settings(BaseSettings):
     allow_spinning: bool = Field(False, description="Let onnxruntime threads spin between operators (lower latency, burns idle CPU).")
     execution: Literal["auto", "inline", "thread"] = Field(
         "auto",
-        description="Where onnxruntime runs: 'auto' (the default) runs a call on the event loop when the model's warm-up predicts it "
-        "computes in under inline_below_us and in a worker thread otherwise; 'thread' always hands calls to a worker thread (the loop "
-        "keeps reading requests meanwhile); 'inline' always runs them on the loop. See benchmarks/serve_speed.py.",
+        description="Where onnxruntime runs: 'auto' (the default) runs a call on the event loop when it serves a request that found "
+        "the model idle and the model's warm-up predicts it computes in under inline_below_us, and in a worker thread otherwise "
+        "(larger calls, and merged batches of requests that queued); 'thread' always hands calls to a worker thread (the loop keeps "
+        "reading requests meanwhile); 'inline' always runs them on the loop. See benchmarks/serve_speed.py.",
     )
     inline_below_us: float = Field(
         100.0,

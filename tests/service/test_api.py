@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -353,6 +354,25 @@ def test_calls_run_on_the_loop_or_in_a_compute_thread_as_configured(
         body, headers = binary_body({"input": rows(n)}, parameters={"binary_data_output": True})
         assert client.post("/v2/models/digits/infer", content=body, headers=headers).status_code == 200
     assert [name.startswith("onnxruntime") for name in threads] == [small_in_thread, large_in_thread]
+
+
+def test_auto_execution_computes_a_lone_request_on_the_loop_and_queued_ones_in_a_thread(serve: Any) -> None:
+    """Under traffic the loop keeps reading requests: what queued behind a running request computes in a thread."""
+    client = serve(execution="auto", inline_below_us=1e9, batching=True)  # every size is predicted cheap enough for the loop
+    model = client.app.state.plane.registry.get("digits")
+    calls: list[tuple[int, str]] = []
+    run = model.run
+    model.run = lambda feeds: (calls.append((len(feeds["input"]), threading.current_thread().name)), run(feeds))[1]
+    inputs = [rows(1, seed=i) for i in range(5)]
+
+    async def burst() -> list[Any]:  # five requests read in one pass of the event loop
+        return await asyncio.gather(*(model.infer({"input": x}, 1) for x in inputs))
+
+    results = client.portal.call(burst)
+    assert [rows for rows, _ in calls] == [1, 4]
+    assert not calls[0][1].startswith("onnxruntime") and calls[1][1].startswith("onnxruntime"), calls
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_allclose(result.outputs[0], expected(x, DIGITS_V2), rtol=1e-5, atol=1e-4)
 
 
 def test_an_unexpected_error_on_a_hot_route_is_a_logged_json_500_and_the_server_goes_on(

@@ -17,7 +17,7 @@ def recording_batcher(**options: int | float) -> tuple[MicroBatcher, list[int]]:
     """A batcher over a row-wise function (2x + 1) that records the rows of each call."""
     calls: list[int] = []
 
-    async def execute(feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+    async def execute(feeds: dict[str, np.ndarray], alone: bool) -> tuple[list[np.ndarray], int]:
         calls.append(len(feeds["x"]))
         return [feeds["x"] * 2 + 1], 1000
 
@@ -98,7 +98,7 @@ def test_close_finishes_queued_requests_then_refuses_new_ones() -> None:
 
 
 def test_a_failed_call_fails_every_request_of_its_batch() -> None:
-    async def execute(feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+    async def execute(feeds: dict[str, np.ndarray], alone: bool) -> tuple[list[np.ndarray], int]:
         raise RuntimeError("onnxruntime exploded")
 
     async def scenario() -> None:
@@ -114,7 +114,7 @@ def test_a_failed_call_fails_every_request_of_its_batch() -> None:
 def test_an_idle_model_runs_at_once_and_merges_what_arrives_while_it_computes() -> None:
     calls: list[int] = []
 
-    async def execute(feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+    async def execute(feeds: dict[str, np.ndarray], alone: bool) -> tuple[list[np.ndarray], int]:
         calls.append(len(feeds["x"]))
         await asyncio.sleep(0.05)  # computing off the event loop
         return [feeds["x"] * 2 + 1], 1000
@@ -135,10 +135,27 @@ def test_an_idle_model_runs_at_once_and_merges_what_arrives_while_it_computes() 
     asyncio.run(scenario())
 
 
+def test_execute_learns_which_call_serves_a_lone_request_and_which_a_queued_batch() -> None:
+    calls: list[tuple[int, bool]] = []
+
+    def execute(feeds: dict[str, np.ndarray], alone: bool) -> tuple[list[np.ndarray], int]:
+        calls.append((len(feeds["x"]), alone))
+        return [feeds["x"] * 2 + 1], 1000
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(execute, label="m v1", max_batch_size=8, max_delay_us=0, max_queue_size=8, timeout_s=5, run_when_idle=True)
+        batcher.start()
+        await asyncio.gather(*(batcher.submit({"x": np.full((1, 3), i)}, 1) for i in range(4)))
+        assert calls == [(1, True), (3, False)]  # the first ran alone; the three that queued behind it were merged
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_burst_read_in_one_pass_runs_one_request_alone_and_merges_the_rest_even_when_computing_on_the_loop() -> None:
     calls: list[int] = []
 
-    async def execute(feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+    async def execute(feeds: dict[str, np.ndarray], alone: bool) -> tuple[list[np.ndarray], int]:
         calls.append(len(feeds["x"]))  # computes on the event loop: no await, so nothing else runs meanwhile
         return [feeds["x"] * 2 + 1], 1000
 
