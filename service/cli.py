@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         "under --inline-below-us, else (larger calls, merged batches) in a worker thread; inline always on the loop; thread always "
         "in a worker thread",
     )
-    add("--inline-below-us", type=float, metavar="US", help="with --execution auto, run calls predicted to compute in under this on the loop (default 100)")
+    add(
+        "--inline-below-us",
+        type=float,
+        metavar="US",
+        help="with --execution auto, a request that finds the model idle and is predicted to compute in under this runs on the loop (default 100)",
+    )
     add("--batching", action=argparse.BooleanOptionalAction, help="merge concurrent requests into one onnxruntime call (default on)")
     add("--max-batch-size", type=int, help="most rows per request and per merged batch (default 1024, or the model's config.pbtxt)")
     add("--max-queue-delay-us", type=int, help="how long a request waits for others to join its batch (default 0)")

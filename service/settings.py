@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     inline_below_us: float = Field(
         100.0,
         ge=0,
-        description="With execution 'auto': calls predicted to compute in less than this many microseconds run on the event loop "
-        "(handing a call to a thread and back costs about 100 us of CPU); longer ones run in a worker thread.",
+        description="With execution 'auto': a request that finds the model idle and is predicted to compute in less than this many "
+        "microseconds runs on the event loop (handing a call to a thread and back costs about 100 us of CPU); longer ones, and merged "
+        "batches, run in a worker thread.",
     )
     batching: bool = Field(
         True,
