@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, LUTNET_MODELS, WORK, lutnet_width
-from benchmarks.common import summarize, record
+from benchmarks.common import record, summarize
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.setup import PEERS, ensure
 from benchmarks.peers.smoke import WORK as PEER_WORK

@@ -23,7 +23,7 @@ from lutnet.errors import LutnetError
 from service import schemas
 from service.compute import ComputeThreads
 from service.dataplane import DataPlane
-from service.errors import PayloadTooLarge, ServiceError
+from service.errors import ServiceError
 from service.metrics import ServiceMetrics
 from service.repository import ModelRegistry
 from service.fastpath import InferenceRoutes, too_large
@@ -178,13 +178,10 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = next((int(value) for key, value in scope["headers"] if key == b"content-length"), None)
         if length is not None and length > self.limit:
-            return await _error_response(self._too_large(f"{length} bytes"))(scope, receive, send)
+            return await _error_response(too_large(self.limit, f"{length} bytes"))(scope, receive, send)
         if length is None:
             receive = self._counting(receive)
         await self.app(scope, receive, send)
-
-    def _too_large(self, got: str) -> PayloadTooLarge:
-        return too_large(self.limit, got)
 
     def _counting(self, receive: Receive) -> Receive:
         seen = 0
@@ -194,7 +191,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise self._too_large(f"more than {self.limit} bytes")
+                raise too_large(self.limit, f"more than {self.limit} bytes")
             return message
 
         return counted

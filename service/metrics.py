@@ -97,7 +97,6 @@ class ModelStats:
         self.latency, self.queue, self.compute = (BucketCounts(SECONDS_BUCKETS) for _ in range(3))
         self.batch_size = BucketCounts(BATCH_BUCKETS)
         self._recent: deque[int] = deque(maxlen=window)
-        # Triton statistics: [count, cumulative ns] per phase.
         # Triton statistics: every answered request counts once in each phase, so one count and a sum of ns per phase.
         self._succeeded = 0
         self._success_ns = [0] * len(SUCCESS_PHASES)

@@ -211,21 +211,18 @@ class LoadedModel:
         """Where this version's calls run, and the warm-up cost that decided it."""
         cost = f"warm-up {self.cost.fixed_ns / 1e3:.1f} us per call + {self.cost.per_row_ns / 1e3:.2f} us per row"
         most = self.max_batch_size or 1
-        if self._threads is None:
+        if self._threads is None or (self.batcher is None and self.inline_rows >= most):
             return f"every call on the event loop ({cost})"
         if self.inline_rows == 0:
             return f"every call in a compute thread ({cost})"
-        every = self.inline_rows >= most
         if self.batcher is None:
-            return (
-                f"every call on the event loop ({cost})"
-                if every
-                else f"calls of up to {self.inline_rows} rows on the event loop, larger ones in a compute thread ({cost})"
-            )
-        if every:
+            return f"calls of up to {self.inline_rows} rows on the event loop, larger ones in a compute thread ({cost})"
+        if self.inline_rows >= most:
             return f"a request that finds the model idle on the event loop, merged batches in a compute thread ({cost})"
-        idle = f"a request of up to {self.inline_rows} rows that finds the model idle on the event loop"
-        return f"{idle}; larger ones and merged batches in a compute thread ({cost})"
+        return (
+            f"a request of up to {self.inline_rows} rows that finds the model idle on the event loop; "
+            f"larger ones and merged batches in a compute thread ({cost})"
+        )
 
     async def close(self) -> None:
         """Finish queued requests and stop the queue; requests already computing keep the session alive until done."""
