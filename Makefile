@@ -22,7 +22,6 @@ demo: setup
 	$(BIN)/lutnet serve --repository $(REPOSITORY) --port $(PORT)
 
 test: setup
-	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: setup

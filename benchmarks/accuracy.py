@@ -1,7 +1,7 @@
 """Suite 1: test accuracy at equal parameter count (+-5%) of lutnet's LUT/ReLU/GELU MLPs and the learning peers, 5 seeds.
 
 Run ``python -m benchmarks.accuracy [--quick]``; writes ``benchmarks/results/accuracy.json``. Every model of one
-(data set, seed) sees the same 70/15/15 split (``training.data.load_dataset(name, seed=seed)``, handed to the peers
+(data set, seed) sees the same 70/15/15 split (``lutnet.training.data.load_dataset(name, seed=seed)``, handed to the peers
 as an .npz). lutnet models are trained with the ``lutnet train`` defaults except the hidden width (two equal layers),
 exported and verified as ``lutnet export`` does, and scored with onnxruntime on the test split; each LUT lookup mode is
 trained and exported in that mode. Peers keep their runners' one hidden layer, Adam and a training-time cap, and
@@ -31,11 +31,11 @@ from benchmarks.peers.peer_training import layer_widths, score, trainable_parame
 from benchmarks.peers.setup import PEERS, ensure
 from benchmarks.peers.smoke import WORK as PEER_WORK
 from benchmarks.peers.smoke import run_learning_peer
-from export.exporter import export_model
+from lutnet.export.exporter import export_model
 from lutnet.errors import LutnetError
-from training.data import Dataset, load_dataset
-from training.models import build_model
-from training.trainer import TrainConfig, model_spec, train
+from lutnet.training.data import Dataset, load_dataset
+from lutnet.training.models import build_model
+from lutnet.training.trainer import TrainConfig, model_spec, train
 
 WORK = Path(__file__).resolve().parent / ".work" / "accuracy"
 BUDGETS = {"digits": 20_000, "breast_cancer": 10_000, "wine": 5_000, "diabetes": 5_000, "mnist5k": 100_000}

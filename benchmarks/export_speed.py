@@ -17,7 +17,7 @@ from benchmarks.common import summarize, time_call, write_results
 from lutnet.checkpoint import Checkpoint, expected_tensor_shapes
 from lutnet.lut import init_table
 from lutnet.spec import LUTSpec, ModelSpec
-from export.graph import build_graph
+from lutnet.export.graph import build_graph
 
 REFERENCE_SHAPE = ModelSpec(family="mlp", input_shape=(64,), num_outputs=10, hidden=(256, 256), lut=LUTSpec(bins=64))
 CONVNETS = {
@@ -74,7 +74,7 @@ def torch_runner(checkpoint: Checkpoint, threads: int, x: np.ndarray) -> Callabl
     try:
         import torch
 
-        from training.models import model_from_checkpoint
+        from lutnet.training.models import model_from_checkpoint
     except ImportError:
         return None
     torch.set_num_threads(threads)

@@ -25,10 +25,10 @@ from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.setup import PEERS, ensure
 from benchmarks.peers.smoke import WORK as PEER_WORK
 from benchmarks.peers.smoke import run_learning_peer
-from export.graph import build_graph
+from lutnet.export.graph import build_graph
 from lutnet.checkpoint import Checkpoint
-from training.data import load_dataset
-from training.trainer import TrainConfig, model_spec
+from lutnet.training.data import load_dataset
+from lutnet.training.trainer import TrainConfig, model_spec
 
 DATASET = "digits"
 BATCHES = (1, 32, 1024)
@@ -92,7 +92,7 @@ def measure(quick: bool, with_peers: bool) -> dict[str, Any]:
                          "ratio_to_relu": {name: t["median"] / relu for name, t in timings.items()}})
     return {
         "settings": {"dataset": DATASET, "budget": BUDGETS[DATASET], "batches": list(BATCHES), "threads": list(THREADS), "rounds": rounds,
-                     "lutnet_widths": {name: list(c.spec.hidden) for name, c in checkpoints.items()}, "eager_model": "lut_linear, separated (training.models)"},
+                     "lutnet_widths": {name: list(c.spec.hidden) for name, c in checkpoints.items()}, "eager_model": "lut_linear, separated (lutnet.training.models)"},
         "graphs": {name: graph_facts(proto) for name, proto in graphs.items()},
         "params": {name: int(sum(np.asarray(t).size for k, t in c.tensors.items() if not k.endswith((".lo", ".hi")))) for name, c in checkpoints.items()},
         "runs": runs,

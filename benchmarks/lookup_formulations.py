@@ -2,8 +2,8 @@
 
 Run ``python -m benchmarks.lookup_formulations [--quick]``; writes ``benchmarks/results/lookup_formulations.json``.
 Every candidate builds the whole reference model (64 -> 256 -> 256 -> 10, K = 64) through
-``export.graph.build_graph`` with its own ``lookup``; the rest of the graph is identical. The
-candidate ``gather_elements_int32`` is what ``export.graph.GraphBuilder`` ships.
+``lutnet.export.graph.build_graph`` with its own ``lookup``; the rest of the graph is identical. The
+candidate ``gather_elements_int32`` is what ``lutnet.export.graph.GraphBuilder`` ships.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from onnx import TensorProto, helper
 
 from benchmarks.common import write_results
 from benchmarks.export_speed import CONVNETS, REFERENCE_SHAPE, inputs, interleaved, onnx_runner, synthetic_checkpoint, variant
-from export.fold import FusedLayer, SegmentTable
-from export.graph import GraphBuilder, activation_output, build_graph
+from lutnet.export.fold import FusedLayer, SegmentTable
+from lutnet.export.graph import GraphBuilder, activation_output, build_graph
 from lutnet.spec import ModelSpec
-from export.verify import probe_inputs, verify
+from lutnet.export.verify import probe_inputs, verify
 
 
 def clipped_segment(builder: GraphBuilder, v: str, table: SegmentTable, index_type: int = TensorProto.INT32) -> str:

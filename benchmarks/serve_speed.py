@@ -35,7 +35,7 @@ import orjson
 from tqdm import tqdm
 
 from benchmarks.common import write_results
-from export.exporter import export_to_repository
+from lutnet.export.exporter import export_to_repository
 from lutnet.checkpoint import write_checkpoint
 from lutnet.errors import LutnetError
 from lutnet.spec import LUTSpec, ModelSpec

@@ -16,7 +16,7 @@ from benchmarks.common import record
 from benchmarks.peers.setup import ensure
 from benchmarks.peers.smoke import SERVING_PEERS, serve_and_measure
 from lutnet.errors import LutnetError
-from training.data import load_dataset
+from lutnet.training.data import load_dataset
 
 CONCURRENCIES = (1, 8, 64)
 

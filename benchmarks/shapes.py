@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.common import RESULTS_DIR, record
 from lutnet.checkpoint import Checkpoint, read_checkpoint
 from lutnet.lut import init_table, knot_positions
-from training.trainer import TrainConfig, train
+from lutnet.training.trainer import TrainConfig, train
 
 WORK = Path(__file__).resolve().parent / ".work" / "shapes"
 DATASETS = ("digits", "mnist5k")
@@ -109,7 +109,7 @@ def plot_curves(checkpoint: Checkpoint, path: Path) -> None:
 
 def lutnet_plot(checkpoint_dir: Path, path: Path) -> str | None:
     """``lutnet plot`` of the checkpoint into ``path``, where the command is installed; returns the file name written."""
-    if importlib.util.find_spec("training.plot") is None:
+    if importlib.util.find_spec("lutnet.training.plot") is None:
         return None
     from lutnet.cli import main as lutnet_main
 

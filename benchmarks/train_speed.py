@@ -3,7 +3,7 @@
 Run ``python -m benchmarks.train_speed [--quick] [--threads N]``; writes ``benchmarks/results/train_speed.json``.
 Every candidate trains on digits with the ``lutnet train`` defaults (hidden sizes, batch size, optimizer,
 smoothness penalty) but for what it names: the variants measure the pure-torch lookup instead of the
-native CPU operator (``training.native``; the trainer's default wherever a C++ compiler is found), AdamW
+native CPU operator (``lutnet.training.native``; the trainer's default wherever a C++ compiler is found), AdamW
 stepped tensor by tensor (unfused) and batch sizes 128 and 256, each LUT model against the ReLU model
 of the same setting. Candidates are
 interleaved epoch by epoch, so the ratios come from one run under the same machine load. Each epoch is
@@ -24,9 +24,9 @@ from unittest import mock
 
 import torch
 
-import training.lut
+import lutnet.training.lut
 from benchmarks.common import summarize, write_results
-from training.trainer import (
+from lutnet.training.trainer import (
     Distributed,
     TrainConfig,
     calibrate_model,
@@ -36,9 +36,9 @@ from training.trainer import (
     prepare_model,
     train_epoch,
 )
-from training.data import load_dataset
-from training.lut import LUTActivation
-from training.native import kernel
+from lutnet.training.data import load_dataset
+from lutnet.training.lut import LUTActivation
+from lutnet.training.native import kernel
 
 TARGET_RATIO = 1.3
 # name -> overrides of the TrainConfig defaults; benchmark only: "fused": False steps AdamW tensor by tensor,
@@ -99,7 +99,7 @@ def epoch_runner(config: TrainConfig, fused: bool = True, native: bool = True) -
 
 def torch_lookup(active: bool = True) -> Any:
     """A context in which the LUT layers use the pure-torch lookup, not the native kernel (when ``active``)."""
-    return mock.patch.object(training.lut, "kernel", lambda: None) if active else contextlib.nullcontext()
+    return mock.patch.object(lutnet.training.lut, "kernel", lambda: None) if active else contextlib.nullcontext()
 
 
 def candidate_runner(overrides: dict[str, Any]) -> Callable[[], None]:

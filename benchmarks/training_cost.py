@@ -24,8 +24,8 @@ from benchmarks.peers.setup import PEERS, ensure
 from benchmarks.peers.smoke import WORK as PEER_WORK
 from benchmarks.peers.smoke import run_learning_peer
 from benchmarks.train_speed import epoch_runner
-from training.data import load_dataset
-from training.trainer import TrainConfig
+from lutnet.training.data import load_dataset
+from lutnet.training.trainer import TrainConfig
 
 DATASETS = ("digits", "mnist5k")
 

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from benchmarks.accuracy import BUDGETS, DEPTH, WORK, lutnet_width, metric_name
 from benchmarks.common import write_results
-from training.data import load_dataset
-from training.trainer import TrainConfig, train
+from lutnet.training.data import load_dataset
+from lutnet.training.trainer import TrainConfig, train
 
 SEEDS = (0, 1, 2)
 CANDIDATES: dict[str, dict[str, Any]] = {  # name -> TrainConfig overrides

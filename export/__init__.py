@@ -1,9 +1,9 @@
 """Merge a checkpoint into a fused ONNX graph, verify it against the numpy reference, write it to a model repository."""
 from __future__ import annotations
 
-from export.exporter import ExportResult, export_file, export_model, export_to_repository
-from export.graph import build_graph
-from export.verify import Verification, VerificationError, probe_inputs, verify
+from lutnet.export.exporter import ExportResult, export_file, export_model, export_to_repository
+from lutnet.export.graph import build_graph
+from lutnet.export.verify import Verification, VerificationError, probe_inputs, verify
 
 __all__ = [
     "ExportResult",

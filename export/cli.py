@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from lutnet.errors import LutnetError
 from lutnet.lut import MODES
-from export.exporter import ExportResult, export_file, export_to_repository, load_verify_data
-from export.graph import DEFAULT_OPSET
+from lutnet.export.exporter import ExportResult, export_file, export_to_repository, load_verify_data
+from lutnet.export.graph import DEFAULT_OPSET
 
 
 class _Parser(argparse.ArgumentParser):

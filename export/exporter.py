@@ -13,10 +13,10 @@ from lutnet.atomic import write_bytes_atomic
 from lutnet.checkpoint import TENSOR_FILE, Checkpoint, read_checkpoint
 from lutnet.errors import LutnetError
 from lutnet.lut import MODES
-from export import repository
-from export.fold import exported_checkpoint
-from export.graph import DEFAULT_OPSET, build_graph, set_card_entry
-from export.verify import Verification, VerificationError, choose_bins, probe_inputs, verify
+from lutnet.export import repository
+from lutnet.export.fold import exported_checkpoint
+from lutnet.export.graph import DEFAULT_OPSET, build_graph, set_card_entry
+from lutnet.export.verify import Verification, VerificationError, choose_bins, probe_inputs, verify
 
 # Written by the trainer beside config.json: the raw test inputs ``X`` (and labels ``y``) used for verification.
 TEST_SPLIT_FILE = "test_split.safetensors"

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from lutnet import __version__, metadata
 from lutnet.checkpoint import Checkpoint
 from lutnet.errors import LutnetError
-from export.fold import FusedLayer, FusedModel, SegmentTable, exported_checkpoint, fold
+from lutnet.export.fold import FusedLayer, FusedModel, SegmentTable, exported_checkpoint, fold
 
 DEFAULT_OPSET = 20
 MIN_OPSET = 13  # Clip with tensor bounds and GatherElements exist from 11; 13 is the oldest opset tested
@@ -124,7 +124,7 @@ def build_graph(
     """The fused model of ``checkpoint`` exported in ``mode`` with ``bins_out`` bins (defaults: as trained).
 
     ``card`` adds or overrides model-card entries (``lutnet.metadata`` keys). The merge error is not
-    known here: it is ``null`` until ``export.verify`` measures it. ``builder`` swaps the graph
+    known here: it is ``null`` until ``lutnet.export.verify`` measures it. ``builder`` swaps the graph
     formulation (the lookup benchmarks use it).
     """
     check_opset(opset)

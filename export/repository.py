@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
-from lutnet import metadata
+from lutnet import metadata, model_config
 from lutnet.atomic import staging_directory, write_text_atomic
 from lutnet.errors import LutnetError
+from lutnet.repository import CONFIG_FILE, MODEL_FILE, MODEL_NAME_RULE, is_model_name, is_version_folder
 
-MODEL_FILE = "model.onnx"
-CONFIG_FILE = "config.pbtxt"
 DEFAULT_MAX_BATCH_SIZE = 1024
-# A single path component that cannot climb out of the repository: no separators, no leading dot.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class RepositoryError(LutnetError):
@@ -22,8 +18,8 @@ class RepositoryError(LutnetError):
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise RepositoryError("model name", expected="1-128 letters, digits, '_', '-' or '.', starting with a letter or digit", got=repr(name))
+    if not is_model_name(name):
+        raise RepositoryError("model name", expected=MODEL_NAME_RULE, got=repr(name))
     return name
 
 
@@ -31,7 +27,7 @@ def versions(model_dir: Path) -> list[int]:
     """Version numbers present under ``model_dir`` (numeric folder names), ascending."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and is_version_folder(p.name))
 
 
 def next_version(model_dir: Path) -> int:
@@ -40,15 +36,8 @@ def next_version(model_dir: Path) -> int:
 
 def config_pbtxt(name: str, input_dims: list[int], output_dims: list[int], max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> str:
     """Triton model configuration; dims exclude the batch dimension, which ``max_batch_size`` implies."""
-    def tensor(tensor_name: str, dims: list[int]) -> str:
-        return f'  {{\n    name: "{tensor_name}"\n    data_type: TYPE_FP32\n    dims: [ {", ".join(map(str, dims))} ]\n  }}'
-
-    return (
-        f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {max_batch_size}\n'
-        f"input [\n{tensor(metadata.DEFAULT_INPUT_NAME, input_dims)}\n]\n"
-        f"output [\n{tensor(metadata.DEFAULT_OUTPUT_NAME, output_dims)}\n]\n"
-        "dynamic_batching { }\n"
-    )
+    config = model_config.onnx_model(name, input_dims, output_dims, max_batch_size, metadata.DEFAULT_INPUT_NAME, metadata.DEFAULT_OUTPUT_NAME)
+    return model_config.to_text(config)
 
 
 def resolve_version(repository: str | os.PathLike[str], name: str, version: int | None) -> int:

@@ -21,8 +21,8 @@ import onnxruntime as ort
 from lutnet import metadata, reference
 from lutnet.checkpoint import Checkpoint
 from lutnet.errors import LutnetError
-from export.fold import FusedModel, exported_checkpoint, fold
-from export.graph import activation_output
+from lutnet.export.fold import FusedModel, exported_checkpoint, fold
+from lutnet.export.graph import activation_output
 
 TOLERANCE = 1e-5  # max |fused - reference| relative to the output scale on typical inputs
 # On extreme inputs float32 sums of huge terms that cancel into a table's range carry rounding far above the merge

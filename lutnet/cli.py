@@ -14,10 +14,10 @@ from lutnet.ortenv import disable_onnxruntime_telemetry
 
 # subcommand -> (module with main(argv) -> int, extra that provides its dependencies, one-line help)
 COMMANDS = {
-    "train": ("training.cli", "train", "train a model on a bundled data set or a CSV file"),
-    "plot": ("training.plot", "train", "draw every learned activation of a checkpoint"),
-    "export": ("export.cli", "export", "merge a checkpoint into a fused ONNX model"),
-    "serve": ("service.cli", "serve", "serve a model repository over HTTP (Open Inference Protocol v2)"),
+    "train": ("lutnet.training.cli", "train", "train a model on a bundled data set or a CSV file"),
+    "plot": ("lutnet.training.plot", "train", "draw every learned activation of a checkpoint"),
+    "export": ("lutnet.export.cli", "export", "merge a checkpoint into a fused ONNX model"),
+    "serve": ("lutnet.service.cli", "serve", "serve a model repository over HTTP (Open Inference Protocol v2)"),
 }
 
 

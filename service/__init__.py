@@ -1,6 +1,6 @@
 """Serving of fused lutnet models: onnxruntime behind FastAPI, Open Inference Protocol v2, batching, metrics.
 
-``lutnet serve`` (``service.cli``) runs it; ``create_app(settings, registry)`` builds the app for tests
+``lutnet serve`` (``lutnet.service.cli``) runs it; ``create_app(settings, registry)`` builds the app for tests
 and embedding. This package never imports torch, onnx, ``training`` or ``export``.
 """
 
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from lutnet.ortenv import disable_onnxruntime_telemetry
 
-disable_onnxruntime_telemetry()  # before service.runtime imports onnxruntime (see lutnet.ortenv)
+disable_onnxruntime_telemetry()  # before lutnet.service.runtime imports onnxruntime (see lutnet.ortenv)
 
-from service.app import create_app
-from service.batching import MicroBatcher
-from service.dataplane import DataPlane
-from service.errors import BadRequest, MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServiceError, Unauthorized, Unavailable
-from service.metrics import ServiceMetrics
-from service.repository import ModelRegistry
-from service.settings import Settings
+from lutnet.service.app import create_app
+from lutnet.service.batching import MicroBatcher
+from lutnet.service.dataplane import DataPlane
+from lutnet.service.errors import BadRequest, MethodNotAllowed, ModelLoadError, NotFound, PayloadTooLarge, ServiceError, Unauthorized, Unavailable
+from lutnet.service.metrics import ServiceMetrics
+from lutnet.service.repository import ModelRegistry
+from lutnet.service.settings import Settings
 
 __all__ = [
     "BadRequest",

@@ -20,15 +20,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lutnet import __version__
 from lutnet.errors import LutnetError
-from service import schemas
-from service.compute import ComputeThreads
-from service.dataplane import DataPlane
-from service.errors import ServiceError
-from service.metrics import ServiceMetrics
-from service.repository import ModelRegistry
-from service.fastpath import InferenceRoutes, too_large
-from service.routes import build_routers, inference_docs_router, json_response
-from service.settings import Settings
+from lutnet.service import schemas
+from lutnet.service.compute import ComputeThreads
+from lutnet.service.dataplane import DataPlane
+from lutnet.service.errors import ServiceError
+from lutnet.service.metrics import ServiceMetrics
+from lutnet.service.repository import ModelRegistry
+from lutnet.service.fastpath import InferenceRoutes, too_large
+from lutnet.service.routes import build_routers, inference_docs_router, json_response
+from lutnet.service.settings import Settings
 
 log = logging.getLogger("lutnet.serve")
 
@@ -42,7 +42,7 @@ DESCRIPTION = """Serves fused lutnet models (plain ONNX) with onnxruntime.
 
 
 class LutnetAPI(FastAPI):
-    """FastAPI with the two hot routes (``service.fastpath``) answered before any of FastAPI's own per-request work.
+    """FastAPI with the two hot routes (``lutnet.service.fastpath``) answered before any of FastAPI's own per-request work.
 
     They sit in front of FastAPI's middleware stack, not in it: FastAPI's and Starlette's per-request work
     (telemetry check, error middleware, router, request handler) would cost more than a small model computes.
@@ -232,7 +232,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def _document(app: FastAPI, extra: APIRouter, bodies: list[type]) -> None:
-    """OpenAPI of the app plus the routes ``service.fastpath`` serves, with the schemas of bodies parsed by hand."""
+    """OpenAPI of the app plus the routes ``lutnet.service.fastpath`` serves, with the schemas of bodies parsed by hand."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

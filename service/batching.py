@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import Unavailable
+from lutnet.service.errors import Unavailable
 
 # Runs one call: input arrays by name, and whether it serves one request that found the model idle (``alone``: no
 # other request waits on it) -> (output arrays, nanoseconds spent computing), returned at once when it ran on the

@@ -14,10 +14,10 @@ import uvicorn
 from pydantic import ValidationError
 
 from lutnet.errors import LutnetError
-from service.metrics import ServiceMetrics
-from service.repository import ModelRegistry
-from service.runtime import LoadedModel
-from service.settings import Settings
+from lutnet.service.metrics import ServiceMetrics
+from lutnet.service.repository import ModelRegistry
+from lutnet.service.runtime import LoadedModel
+from lutnet.service.settings import Settings
 
 # flag -> setting; flags left out keep the environment's value (LUTNET_*) or the default.
 FLAGS = {
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Worker processes rebuild the settings from the environment, so the flags travel there.
     os.environ.update(settings.to_environment())
     uvicorn.run(
-        "service.app:create_app_from_environment",
+        "lutnet.service.app:create_app_from_environment",
         factory=True,
         host=settings.host,
         port=settings.port,

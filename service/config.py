@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import ModelLoadError
-from service.settings import Settings
-
-CONFIG_FILE = "config.pbtxt"
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,;<>]|[^\s{}\[\]:,;<>"#]+|#[^\n]*|\s+')
-_CLOSING = {"{": "}", "<": ">"}
+from lutnet import model_config
+from lutnet.repository import CONFIG_FILE
+from lutnet.service.errors import ModelLoadError
+from lutnet.service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -28,14 +25,17 @@ class ModelConfig:
         path = directory / CONFIG_FILE
         if not path.is_file():
             return cls()
-        fields = parse_pbtxt(path.read_text(encoding="utf-8"), str(path))
-        batching = fields.get("dynamic_batching", [None])[0]
-        delay = batching.get("max_queue_delay_microseconds", [None])[0] if isinstance(batching, dict) else None
-        max_batch = fields.get("max_batch_size", [None])[0]
-        for name, value in (("max_batch_size", max_batch), ("max_queue_delay_microseconds", delay)):
-            if value is not None and (type(value) is not int or value < 0):
-                raise ModelLoadError(f"{path} field {name}", expected="a non-negative integer", got=repr(value))
-        return cls(max_batch_size=max_batch, max_queue_delay_us=delay)
+        try:
+            config = model_config.parse(path.read_text(encoding="utf-8"), str(path))
+        except (model_config.ModelConfigError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(str(exc)) from None
+        if config.max_batch_size < 0:
+            raise ModelLoadError(f"{path} field max_batch_size", expected="a non-negative integer", got=config.max_batch_size)
+        batching = config.dynamic_batching
+        return cls(
+            max_batch_size=config.max_batch_size if config.HasField("max_batch_size") else None,
+            max_queue_delay_us=batching.max_queue_delay_microseconds if batching.HasField("max_queue_delay_microseconds") else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -66,55 +66,3 @@ class BatchingPolicy:
             max_queue_size=settings.max_queue_size,
             request_timeout_s=settings.request_timeout_s,
         )
-
-
-def parse_pbtxt(text: str, source: str = "config.pbtxt") -> dict[str, list[Any]]:
-    """Protobuf text format as nested dicts; every field maps to the list of its values (fields may repeat)."""
-    tokens = [t for t in _TOKEN.findall(text) if not t.isspace() and not t.startswith("#")]
-    if "".join(_TOKEN.findall(text)) != text:
-        raise ModelLoadError(source, expected="protobuf text format", got="characters it cannot hold")
-    fields, _ = _message(tokens, 0, None, source)
-    return fields
-
-
-def _message(tokens: list[str], pos: int, closing: str | None, source: str) -> tuple[dict[str, list[Any]], int]:
-    fields: dict[str, list[Any]] = {}
-    while pos < len(tokens) and tokens[pos] != closing:
-        name = tokens[pos]
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ModelLoadError(source, expected="a field name", got=repr(name))
-        pos += 1 + (pos + 1 < len(tokens) and tokens[pos + 1] == ":")
-        values, pos = _values(tokens, pos, source)
-        fields.setdefault(name, []).extend(values)
-        pos += pos < len(tokens) and tokens[pos] in ",;"
-    if closing is not None and pos >= len(tokens):
-        raise ModelLoadError(source, expected=f"a closing {closing!r}", got="the end of the file")
-    return fields, pos + (closing is not None)
-
-
-def _values(tokens: list[str], pos: int, source: str) -> tuple[list[Any], int]:
-    if pos >= len(tokens):
-        raise ModelLoadError(source, expected="a value", got="the end of the file")
-    token = tokens[pos]
-    if token in _CLOSING:
-        value, pos = _message(tokens, pos + 1, _CLOSING[token], source)
-        return [value], pos
-    if token == "[":
-        values, pos = [], pos + 1
-        while pos < len(tokens) and tokens[pos] != "]":
-            items, pos = _values(tokens, pos, source)
-            values.extend(items)
-            pos += pos < len(tokens) and tokens[pos] == ","
-        return values, pos + 1
-    return [_scalar(token)], pos + 1
-
-
-def _scalar(token: str) -> Any:
-    if token.startswith('"'):
-        return token[1:-1]
-    for kind in (int, float):
-        try:
-            return kind(token)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(token, token)

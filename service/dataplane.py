@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lutnet import __version__
-from service.batching import BatchResult
-from service.metrics import ServiceMetrics
-from service.protocol import decode_infer_request, decode_instances, encode_infer_response, encode_predictions
-from service.repository import ModelRegistry
-from service.runtime import LoadedModel
-from service.settings import Settings
+from lutnet.service.batching import BatchResult
+from lutnet.service.metrics import ServiceMetrics
+from lutnet.service.protocol import decode_infer_request, decode_instances, encode_infer_response, encode_predictions
+from lutnet.service.repository import ModelRegistry
+from lutnet.service.runtime import LoadedModel
+from lutnet.service.settings import Settings
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 Reply = TypeVar("Reply")

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from service.dataplane import DataPlane
-from service.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, Unavailable
-from service.protocol import BINARY_CONTENT_TYPE, HEADER_LENGTH, JSON_CONTENT_TYPE
+from lutnet.service.dataplane import DataPlane
+from lutnet.service.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, Unavailable
+from lutnet.service.protocol import BINARY_CONTENT_TYPE, HEADER_LENGTH, JSON_CONTENT_TYPE
 
 INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 PREDICT = re.compile(r"/v1/models/([^/:]+)(?:/versions/([^/:]+))?:predict")

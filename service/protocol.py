@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from lutnet.reference import predict_proba
-from service.errors import BadRequest
+from lutnet.service.errors import BadRequest
 
 HEADER_LENGTH = "inference-header-content-length"
 BINARY_CONTENT_TYPE = "application/octet-stream"

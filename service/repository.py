@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from service.compute import ComputeThreads
-from service.config import CONFIG_FILE, BatchingPolicy, ModelConfig
-from service.errors import BadRequest, ModelLoadError, NotFound, Unavailable
-from service.metrics import PERCENTILES, ServiceMetrics
-from service.runtime import LoadedModel, create_session
-from service.settings import Settings
+from lutnet.service.compute import ComputeThreads
+from lutnet.service.config import CONFIG_FILE, BatchingPolicy, ModelConfig
+from lutnet.service.errors import BadRequest, ModelLoadError, NotFound, Unavailable
+from lutnet.service.metrics import PERCENTILES, ServiceMetrics
+from lutnet.service.runtime import LoadedModel, create_session
+from lutnet.service.settings import Settings
 
 log = logging.getLogger("lutnet.serve")
 

@@ -2,7 +2,7 @@
 
 Handlers take the raw ``Request`` (path parameters are read from it and documented through
 ``openapi_extra``) so FastAPI solves no dependencies. The two inference routes are served by
-``service.fastpath`` in front of FastAPI's router; ``inference_docs_router`` holds their OpenAPI entries.
+``lutnet.service.fastpath`` in front of FastAPI's router; ``inference_docs_router`` holds their OpenAPI entries.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
-from service import schemas
-from service.dataplane import DataPlane
-from service.errors import BadRequest, Unauthorized, Unavailable
-from service.protocol import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, parse_json
+from lutnet.service import schemas
+from lutnet.service.dataplane import DataPlane
+from lutnet.service.errors import BadRequest, Unauthorized, Unavailable
+from lutnet.service.protocol import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, parse_json
 
 Handler = Callable[[Request], Awaitable[Response]]
 PATH_PARAMETERS = {
@@ -192,11 +192,11 @@ def repository_router(plane: DataPlane, api_token: SecretStr | None) -> APIRoute
 
 
 def inference_docs_router() -> APIRouter:
-    """OpenAPI entries of the routes ``service.fastpath`` serves; this router is never mounted, only documented."""
+    """OpenAPI entries of the routes ``lutnet.service.fastpath`` serves; this router is never mounted, only documented."""
     router = APIRouter()
 
     async def served_by_fastpath(request: Request) -> Response:
-        raise AssertionError("the inference routes are answered by service.fastpath before FastAPI routes anything")
+        raise AssertionError("the inference routes are answered by lutnet.service.fastpath before FastAPI routes anything")
 
     _add(
         router,

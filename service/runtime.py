@@ -25,13 +25,13 @@ import numpy as np
 import onnxruntime as ort
 
 from lutnet import metadata as card_keys
-from service.batching import BatchResult, Computed, MicroBatcher
-from service.compute import ComputeThreads
-from service.config import BatchingPolicy
-from service.errors import BadRequest, ModelLoadError
-from service.metrics import ModelStats
-from service.protocol import TensorSpec
-from service.settings import Settings
+from lutnet.service.batching import BatchResult, Computed, MicroBatcher
+from lutnet.service.compute import ComputeThreads
+from lutnet.service.config import BatchingPolicy
+from lutnet.service.errors import BadRequest, ModelLoadError
+from lutnet.service.metrics import ModelStats
+from lutnet.service.protocol import TensorSpec
+from lutnet.service.settings import Settings
 
 ORT_DATATYPES = {
     "tensor(bool)": "BOOL",

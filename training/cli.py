@@ -1,4 +1,4 @@
-"""``lutnet train``: command-line flags to a :class:`training.trainer.TrainConfig`, then one training run."""
+"""``lutnet train``: command-line flags to a :class:`lutnet.training.trainer.TrainConfig`, then one training run."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 
 from lutnet.lut import EXTRAPOLATIONS, INIT_FUNCTIONS, MODES
 from lutnet.spec import ACTIVATIONS, FAMILIES, POOLINGS
-from training import native
-from training.data import BUNDLED
-from training.trainer import TrainConfig, read_resume_state, train
+from lutnet.training import native
+from lutnet.training.data import BUNDLED
+from lutnet.training.trainer import TrainConfig, read_resume_state, train
 
 DEFAULTS = TrainConfig()
 

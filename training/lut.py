@@ -3,7 +3,7 @@
 The function a table represents is defined in ``lutnet/lut.py``; this module computes exactly that
 function in torch, with gradients, without ever materializing a ``[B, C, K]`` tensor.
 
-How it stays cheap: on CPU (float32/float64) the lookup is a native torch operator (``training.native``,
+How it stays cheap: on CPU (float32/float64) the lookup is a native torch operator (``lutnet.training.native``,
 C++ compiled on first use) with its own autograd node: one call forward, one backward, no Python
 between them, bit-identical to the torch ops below. Those remain the path on CUDA and wherever no
 compiler is found: they read the table ``T[R, K+1]`` (R = C channels, or 1 when shared) through its
@@ -33,7 +33,7 @@ from torch import nn
 
 from lutnet.lut import init_table, resample_table
 from lutnet.spec import LUTSpec
-from training.native import kernel
+from lutnet.training.native import kernel
 
 # Calibrated ranges narrower than this get widened around their centre, so a dead channel keeps a usable grid.
 MIN_CALIBRATED_WIDTH = 1e-2

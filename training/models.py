@@ -16,7 +16,7 @@ from torch import nn
 
 from lutnet.checkpoint import Checkpoint
 from lutnet.spec import ModelSpec
-from training.lut import LUTActivation
+from lutnet.training.lut import LUTActivation
 
 CONTRACT_PREFIXES = ("hidden.", "act.", "head.")
 

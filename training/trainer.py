@@ -34,14 +34,14 @@ from lutnet.atomic import write_text_atomic
 from lutnet.checkpoint import CONFIG_FILE, TENSOR_FILE, write_checkpoint
 from lutnet.errors import CheckpointError, LutnetError
 from lutnet.spec import LUTSpec, ModelSpec
-from training.data import Dataset, input_statistics, load_dataset
-from training.models import LutnetModel, build_model, checkpoint_from_model
-from training.lut import add_smoothness_gradients_
+from lutnet.training.data import Dataset, input_statistics, load_dataset
+from lutnet.training.models import LutnetModel, build_model, checkpoint_from_model
+from lutnet.training.lut import add_smoothness_gradients_
 
 STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state-{epoch}.safetensors"  # one file per saved epoch; train_state.json names the current one
 METRICS_FILE = "metrics.jsonl"
-TEST_SPLIT_FILE = "test_split.safetensors"  # the name export.exporter reads (export may not be imported here)
+TEST_SPLIT_FILE = "test_split.safetensors"  # the name lutnet.export.exporter reads (export may not be imported here)
 EVAL_BATCH = 2048
 # Settings that only say how or where to run; everything else defines the run and must match on --resume.
 RUNTIME_FIELDS = ("device", "threads", "out", "resume", "quiet", "stop_after")

@@ -1,6 +1,6 @@
 """The .npz hand-over of one data set split to the peer runners, so every model sees the same rows.
 
-``python -m benchmarks.peers.datasets NAME OUT.npz [--seed S]`` writes the split ``training.data.load_dataset`` makes.
+``python -m benchmarks.peers.datasets NAME OUT.npz [--seed S]`` writes the split ``lutnet.training.data.load_dataset`` makes.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ ARRAY_NAMES = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
 
 class DatasetLike(Protocol):
-    """Anything with a name, a task and the six split arrays (training.data.Dataset is one)."""
+    """Anything with a name, a task and the six split arrays (lutnet.training.data.Dataset is one)."""
 
     name: str
     task: str
@@ -115,11 +115,11 @@ def sklearn_digits(seed: int = 0) -> SplitArrays:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers.datasets", description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="a data set training.data.load_dataset knows, or a CSV path")
+    parser.add_argument("name", help="a data set lutnet.training.data.load_dataset knows, or a CSV path")
     parser.add_argument("out", help="the .npz to write")
     parser.add_argument("--seed", type=int, default=0, help="split seed")
     args = parser.parse_args(argv)
-    from training.data import load_dataset
+    from lutnet.training.data import load_dataset
 
     try:
         write_npz(split_arrays(load_dataset(args.name, seed=args.seed)), args.out)

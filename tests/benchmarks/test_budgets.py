@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.accuracy import BUDGETS, DEPTH, LUTNET_MODELS, lutnet_width
-from training.data import load_dataset
-from training.trainer import TrainConfig
+from lutnet.training.data import load_dataset
+from lutnet.training.trainer import TrainConfig
 
 CASES = [(dataset, model) for dataset in BUDGETS for model in LUTNET_MODELS]
 

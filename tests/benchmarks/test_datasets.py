@@ -62,7 +62,7 @@ def test_missing_file_and_missing_array_are_data_errors(tmp_path):
 
 
 def test_cli_writes_the_split_training_makes(tmp_path):
-    from training.data import load_dataset
+    from lutnet.training.data import load_dataset
 
     assert main(["wine", str(tmp_path / "wine.npz"), "--seed", "2"]) == 0
     written, expected = read_npz(tmp_path / "wine.npz"), load_dataset("wine", seed=2)

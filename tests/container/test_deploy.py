@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.settings import Settings
+from lutnet.service.settings import Settings
 from tests.container import podman
 
 yaml = pytest.importorskip("yaml", reason="the Kubernetes example is read with PyYAML (dev extra: pyyaml)")

@@ -78,13 +78,13 @@ def test_server_runs_with_onnxruntime_telemetry_off(server: podman.Container) ->
 def test_image_has_no_torch_onnx_or_compilers(server: podman.Container) -> None:
     probe = (
         "import importlib.util, shutil\n"
-        "print(*[m for m in ('torch', 'onnx', 'sklearn', 'matplotlib') if importlib.util.find_spec(m)], sep=',')\n"
-        "print(*[m for m in ('onnxruntime', 'fastapi', 'service') if importlib.util.find_spec(m)], sep=',')\n"
+        "print(*[m for m in ('torch', 'onnx', 'sklearn', 'matplotlib', 'training', 'export', 'service') if importlib.util.find_spec(m)], sep=',')\n"
+        "print(*[m for m in ('onnxruntime', 'fastapi', 'lutnet.service') if importlib.util.find_spec(m)], sep=',')\n"
         "print(*[c for c in ('gcc', 'cc', 'c++', 'make') if shutil.which(c)], sep=',')\n"
     )
     absent, present, compilers = server.exec("python3", "-c", probe).split("\n")[:3]
     assert absent == "", f"training or export dependencies in the serving image: {absent}"
-    assert present == "onnxruntime,fastapi,service"
+    assert present == "onnxruntime,fastapi,lutnet.service"
     assert compilers == "", f"compilers in the serving image: {compilers}"
 
 

@@ -157,15 +157,15 @@ def test_export_never_imports_torch_or_training(mlp_dir: Path, tmp_path: Path) -
     script = (
         "import sys\nfrom lutnet.cli import main\n"
         f"assert main(['export', {str(mlp_dir)!r}, '--out', {str(tmp_path / 'm.onnx')!r}]) == 0\n"
-        "import export.cli, export.exporter, export.graph, export.fold, export.verify, export.repository\n"
-        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training', 'service'))\n"
+        "import lutnet.export.cli, lutnet.export.exporter, lutnet.export.graph, lutnet.export.fold, lutnet.export.verify, lutnet.export.repository\n"
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.split('.')[:2] in (['lutnet', 'training'], ['lutnet', 'service']))\n"
         "assert not leaked, leaked\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[2], capture_output=True)
 
 
 def test_public_api() -> None:
-    import export
+    from lutnet import export
 
     assert sorted(export.__all__) == sorted(
         ["ExportResult", "Verification", "VerificationError", "build_graph", "export_file", "export_model", "export_to_repository", "probe_inputs", "verify"]

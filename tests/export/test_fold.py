@@ -8,7 +8,7 @@ from hypothesis.extra import numpy as hnp
 
 from lutnet.lut import bin_coordinate, lookup
 from lutnet.spec import ModelSpec
-from export.fold import GRIDS, exported_checkpoint, fold, segment_table
+from lutnet.export.fold import GRIDS, exported_checkpoint, fold, segment_table
 from tests.export.checkpoints import mlp_spec, random_checkpoint
 
 finite = st.floats(-10.0, 10.0, allow_nan=False, width=32)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.lookup_formulations import CANDIDATES, CONV_CANDIDATES
-from export.graph import build_graph
-from export.verify import probe_inputs, verify
+from lutnet.export.graph import build_graph
+from lutnet.export.verify import probe_inputs, verify
 from tests.export.checkpoints import convnet_spec, mlp_spec, random_checkpoint
 
 LOOKUPS = [("nearest", "clamp"), ("linear", "linear")]

@@ -13,9 +13,9 @@ from onnx.reference import ReferenceEvaluator
 from lutnet import metadata, reference
 from lutnet.checkpoint import Checkpoint
 from lutnet.spec import LUTSpec, ModelSpec
-from export.fold import exported_checkpoint, fold
-from export.graph import build_graph
-from export.verify import EXTREME_TOLERANCE, TOLERANCE, edge_samples, output_scale, probe_inputs, relative_errors, run_fused
+from lutnet.export.fold import exported_checkpoint, fold
+from lutnet.export.graph import build_graph
+from lutnet.export.verify import EXTREME_TOLERANCE, TOLERANCE, edge_samples, output_scale, probe_inputs, relative_errors, run_fused
 from tests.export.checkpoints import convnet_spec, mlp_spec, random_checkpoint
 
 

@@ -5,18 +5,20 @@ from pathlib import Path
 
 import pytest
 
-from export.repository import RepositoryError, check_name, config_pbtxt, resolve_version, write_model
+from lutnet import model_config
+from lutnet.export.repository import RepositoryError, check_name, config_pbtxt, resolve_version, write_model
+
+TYPE_FP32 = model_config.ModelConfig.DESCRIPTOR.file.enum_types_by_name["DataType"].values_by_name["TYPE_FP32"].number
 
 CONFIG = config_pbtxt("digits", [64], [10], max_batch_size=8)
 
 
 def test_config_pbtxt_is_triton_onnxruntime_config() -> None:
-    lines = config_pbtxt("mnist", [1, 28, 28], [10]).splitlines()
-    assert lines[:3] == ['name: "mnist"', 'platform: "onnxruntime_onnx"', "max_batch_size: 1024"]
-    assert lines.count("    data_type: TYPE_FP32") == 2
-    assert "    dims: [ 1, 28, 28 ]" in lines and "    dims: [ 10 ]" in lines
-    assert '    name: "input"' in lines and '    name: "output"' in lines
-    assert lines[-1] == "dynamic_batching { }"
+    config = model_config.parse(config_pbtxt("mnist", [1, 28, 28], [10]))
+    assert (config.name, config.platform, config.max_batch_size) == ("mnist", "onnxruntime_onnx", 1024)
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("input", TYPE_FP32, [1, 28, 28])]
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.output] == [("output", TYPE_FP32, [10])]
+    assert config.HasField("dynamic_batching") and not config.dynamic_batching.HasField("max_queue_delay_microseconds")
 
 
 def test_versions_count_up_and_never_overwrite(tmp_path: Path) -> None:

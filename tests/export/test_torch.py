@@ -7,13 +7,13 @@ from hypothesis import HealthCheck, given, settings
 
 from lutnet import reference
 from lutnet.checkpoint import Checkpoint
-from export.fold import fold
-from export.graph import build_graph
-from export.verify import EXTREME_TOLERANCE, TOLERANCE, edge_samples, output_scale, probe_inputs, relative_errors, run_fused
+from lutnet.export.fold import fold
+from lutnet.export.graph import build_graph
+from lutnet.export.verify import EXTREME_TOLERANCE, TOLERANCE, edge_samples, output_scale, probe_inputs, relative_errors, run_fused
 from tests.export.test_graph import checkpoints
 
 torch = pytest.importorskip("torch")
-models = pytest.importorskip("training.models")
+models = pytest.importorskip("lutnet.training.models")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,12 +9,12 @@ import pytest
 
 from lutnet import metadata
 from lutnet.checkpoint import read_checkpoint
-from export.exporter import export_file
+from lutnet.export.exporter import export_file
 
 torch = pytest.importorskip("torch")
-trainer = pytest.importorskip("training.trainer")
-data = pytest.importorskip("training.data")
-models = pytest.importorskip("training.models")
+trainer = pytest.importorskip("lutnet.training.trainer")
+data = pytest.importorskip("lutnet.training.data")
+models = pytest.importorskip("lutnet.training.models")
 
 
 @pytest.mark.slow

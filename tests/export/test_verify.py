@@ -9,9 +9,9 @@ from lutnet import reference
 from lutnet.checkpoint import Checkpoint
 from lutnet.errors import LutnetError
 from lutnet.spec import LUTSpec, ModelSpec
-from export.fold import exported_checkpoint, fold
-from export.graph import build_graph
-from export.verify import TOLERANCE, Probes, Verification, choose_bins, edge_samples, output_scale, probe_inputs, relative_errors, run_fused, verify
+from lutnet.export.fold import exported_checkpoint, fold
+from lutnet.export.graph import build_graph
+from lutnet.export.verify import TOLERANCE, Probes, Verification, choose_bins, edge_samples, output_scale, probe_inputs, relative_errors, run_fused, verify
 from tests.export.checkpoints import convnet_spec, mlp_spec, random_checkpoint
 
 

@@ -35,7 +35,7 @@ ENTRIES = {
     "import service": "import service",
     "python -m benchmarks": "import benchmarks.serve_speed",
     "lutnet serve": "from lutnet.cli import main\ntry:\n    main(['serve', '--help'])\nexcept SystemExit:\n    pass",
-    "lutnet export": "from lutnet.cli import main\ntry:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\nimport export.verify",
+    "lutnet export": "from lutnet.cli import main\ntry:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\nimport lutnet.export.verify",
 }
 
 

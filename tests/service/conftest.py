@@ -11,8 +11,8 @@ import numpy as np
 import orjson
 import pytest
 
-from service.app import create_app
-from service.settings import Settings
+from lutnet.service.app import create_app
+from lutnet.service.settings import Settings
 from tests.service.models import build_repository
 
 with warnings.catch_warnings():

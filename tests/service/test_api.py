@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from lutnet.reference import predict_proba
-from service.runtime import ComputeCost, direct_run
+from lutnet.service.runtime import ComputeCost, direct_run
 from tests.service.conftest import binary_body, decode_binary, infer_body
 from tests.service.models import classifier, write_model
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.batching import MicroBatcher
-from service.errors import Unavailable
+from lutnet.service.batching import MicroBatcher
+from lutnet.service.errors import Unavailable
 
 
 def recording_batcher(**options: int | float) -> tuple[MicroBatcher, list[int]]:

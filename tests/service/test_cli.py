@@ -10,8 +10,8 @@ import pytest
 
 from lutnet.cli import main as lutnet_main
 from lutnet.errors import LutnetError
-from service.cli import build_parser, check_repository, curl_example, settings_from
-from service.settings import Settings
+from lutnet.service.cli import build_parser, check_repository, curl_example, settings_from
+from lutnet.service.settings import Settings
 
 
 def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,13 +64,13 @@ def test_curl_example_has_one_row_of_the_models_width(repository: Path) -> None:
 
 
 def test_service_never_imports_torch_onnx_training_or_export() -> None:
-    code = "import sys, service.cli, service.app; print(sorted(m for m in ('torch', 'onnx', 'training', 'export') if m in sys.modules))"
+    code = "import sys, lutnet.service.cli, lutnet.service.app; print(sorted(m for m in ('torch', 'onnx', 'lutnet.training', 'lutnet.export') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
 
 
 def test_public_api_is_what_all_says() -> None:
-    import service
+    from lutnet import service
 
-    public = {name for name, value in vars(service).items() if not name.startswith("_") and getattr(value, "__module__", "").startswith("service.")}
+    public = {name for name, value in vars(service).items() if not name.startswith("_") and getattr(value, "__module__", "").startswith("lutnet.service.")}
     assert public == set(service.__all__)

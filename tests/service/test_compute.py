@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from service.compute import ComputeThreads
+from lutnet.service.compute import ComputeThreads
 
 
 def test_calls_run_in_worker_threads_and_return_their_results() -> None:

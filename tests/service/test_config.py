@@ -1,4 +1,4 @@
-"""config.pbtxt: the small protobuf-text parser and how its batching fields combine with settings."""
+"""config.pbtxt: what the server reads from it and how its batching fields combine with settings."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from service.config import BatchingPolicy, ModelConfig, parse_pbtxt
-from service.errors import ModelLoadError
-from service.settings import Settings
+from lutnet.service.config import BatchingPolicy, ModelConfig
+from lutnet.service.errors import ModelLoadError
+from lutnet.service.settings import Settings
 
 TRITON_CONFIG = """
 name: "digits"   # written by lutnet export
@@ -21,18 +21,11 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
 """
 
 
-def test_parses_a_triton_config() -> None:
-    fields = parse_pbtxt(TRITON_CONFIG)
-    assert fields["name"] == ["digits"] and fields["max_batch_size"] == [256]
-    assert fields["input"] == [{"name": ["input"], "data_type": ["TYPE_FP32"], "dims": [64]}]
-    assert fields["dynamic_batching"][0]["preferred_batch_size"] == [4, 8]
-    assert fields["dynamic_batching"][0]["default_queue_policy"] == [{"timeout_action": ["REJECT"]}]
-
-
-@pytest.mark.parametrize(("text", "message"), [("a { b: 1", "closing '}'"), ("max_batch_size: ", "a value"), ("1: 2", "a field name")])
-def test_malformed_config_is_a_load_error(text: str, message: str) -> None:
-    with pytest.raises(ModelLoadError, match=message):
-        parse_pbtxt(text)
+@pytest.mark.parametrize("text", ["a { b: 1", "max_batch_size: ", "max_batch_size: x", "max_batch_size: 1.5"])
+def test_malformed_config_is_a_load_error(tmp_path: Path, text: str) -> None:
+    (tmp_path / "config.pbtxt").write_text(text)
+    with pytest.raises(ModelLoadError, match="config.pbtxt: expected protobuf text of Triton's ModelConfig, got 1:"):
+        ModelConfig.read(tmp_path)
 
 
 def test_config_fields_and_their_absence(tmp_path: Path) -> None:

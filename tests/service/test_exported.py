@@ -9,12 +9,12 @@ import numpy as np
 import orjson
 import pytest
 
-from export.exporter import export_to_repository
+from lutnet.export.exporter import export_to_repository
 from lutnet.checkpoint import write_checkpoint
 from lutnet.reference import forward, predict_proba
 from lutnet.spec import LUTSpec, ModelSpec
-from service.app import create_app
-from service.settings import Settings
+from lutnet.service.app import create_app
+from lutnet.service.settings import Settings
 from tests.export.checkpoints import random_checkpoint
 from tests.service.conftest import TestClient, binary_body, decode_binary
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.errors import BadRequest
-from service.protocol import TensorSpec, decode_document, decode_infer_request, decode_simple, decode_simple_binary
+from lutnet.service.errors import BadRequest
+from lutnet.service.protocol import TensorSpec, decode_document, decode_infer_request, decode_simple, decode_simple_binary
 
 INPUT = TensorSpec("input", "FP32", (-1, 4))
 OUTPUT = TensorSpec("output", "FP32", (-1, 3))

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.errors import BadRequest, ModelLoadError, NotFound, Unavailable
-from service.metrics import ServiceMetrics
-from service.repository import ModelRegistry, check_name, check_version
-from service.settings import Settings
+from lutnet.service.errors import BadRequest, ModelLoadError, NotFound, Unavailable
+from lutnet.service.metrics import ServiceMetrics
+from lutnet.service.repository import ModelRegistry, check_name, check_version
+from lutnet.service.settings import Settings
 from tests.service.models import card, classifier, gemm_model, write_model
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lutnet.errors import DataError
-from training.data import input_statistics, load_dataset
+from lutnet.training.data import input_statistics, load_dataset
 
 
 @pytest.mark.parametrize("name,task,classes,features", [

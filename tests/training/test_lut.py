@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lutnet.lut import activation_function, linear_interpolation_bound, lut_forward, resample_table, second_difference_l1
-import training.lut
-from training import native
-from training.lut import LUTActivation
+import lutnet.training.lut
+from lutnet.training import native
+from lutnet.training.lut import LUTActivation
 
 MODES = ("linear", "nearest")
 EXTRAPOLATIONS = ("clamp", "linear")
@@ -32,7 +32,7 @@ def require_native() -> None:
 def lookup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test on the native CPU kernel and on the pure-torch lookup (the CUDA path)."""
     if request.param == "torch":
-        monkeypatch.setattr(training.lut, "kernel", lambda: None)
+        monkeypatch.setattr(lutnet.training.lut, "kernel", lambda: None)
     else:
         require_native()
     return request.param
@@ -287,7 +287,7 @@ def lookup_with_gradients(layer: LUTActivation, x: torch.Tensor, use_native: boo
         assert kernel is not None
         y = kernel.lookup(inputs, table, lo, step, nearest, clamp)
     else:
-        y = training.lut._Lookup.apply(inputs, table, lo, step, offsets, nearest, clamp)
+        y = lutnet.training.lut._Lookup.apply(inputs, table, lo, step, offsets, nearest, clamp)
     y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=y.dtype))
     return y.detach(), inputs.grad, table.grad
 
@@ -344,7 +344,7 @@ def test_native_smoothness_gradient_equals_the_torch_path_exactly(bins: int, dty
         layer.table[:3] = torch.arange(bins + 1, dtype=dtype) * 0.25  # straight rows: every second difference is 0
     require_native()
     got = layer.smoothness_gradient()
-    monkeypatch.setattr(training.lut, "kernel", lambda: None)
+    monkeypatch.setattr(lutnet.training.lut, "kernel", lambda: None)
     expected = layer.smoothness_gradient()
     assert torch.equal(got, expected)
     assert torch.equal(got[:3], torch.zeros_like(got[:3])) and got[3:].abs().sum() > 0
@@ -362,7 +362,7 @@ def test_adding_the_smoothness_gradient_natively_equals_the_torch_path_exactly(d
     results = []
     for use_native in (True, False):
         if not use_native:
-            monkeypatch.setattr(training.lut, "kernel", lambda: None)
+            monkeypatch.setattr(lutnet.training.lut, "kernel", lambda: None)
         layer.table.grad = start.clone()
         layer.add_smoothness_gradient_(3e-4)
         results.append(layer.table.grad.clone())

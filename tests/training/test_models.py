@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lutnet import reference
 from lutnet.checkpoint import expected_tensor_shapes, read_checkpoint, write_checkpoint
 from lutnet.spec import LUTSpec, ModelSpec
-from training.models import LutnetModel, build_model, checkpoint_from_model, model_from_checkpoint
+from lutnet.training.models import LutnetModel, build_model, checkpoint_from_model, model_from_checkpoint
 
 
 def randomize(model: LutnetModel, seed: int) -> LutnetModel:

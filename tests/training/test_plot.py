@@ -10,8 +10,8 @@ from lutnet import cli
 from lutnet.checkpoint import read_checkpoint, write_checkpoint
 from lutnet.lut import activation_function, linear_interpolation_bound
 from lutnet.spec import LUTSpec, ModelSpec
-from training.models import build_model, checkpoint_from_model
-from training.plot import activation_curves, channels_to_show
+from lutnet.training.models import build_model, checkpoint_from_model
+from lutnet.training.plot import activation_curves, channels_to_show
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

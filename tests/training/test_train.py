@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from export import exporter
-from export.verify import probe_inputs
+from lutnet.export import exporter
+from lutnet.export.verify import probe_inputs
 from lutnet import cli, reference, tensorfile
 from lutnet.checkpoint import read_checkpoint
 from lutnet.spec import ModelSpec
-from training.data import load_dataset
-from training.models import build_model
-from training.trainer import TEST_SPLIT_FILE, Distributed, epoch_batches, step_loss
+from lutnet.training.data import load_dataset
+from lutnet.training.models import build_model
+from lutnet.training.trainer import TEST_SPLIT_FILE, Distributed, epoch_batches, step_loss
 
 FAST = ["--hidden", "32,32", "--lr", "1e-2", "--table-lr", "1e-2", "--threads", "1", "--quiet"]
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -1,0 +1,26 @@
+"""Contract C: the model repository layout, Triton's: ``DIR/NAME/config.pbtxt`` beside ``DIR/NAME/V/model.onnx``.
+
+The exporter writes this layout and the service reads it; both take the names and the model-name rule
+from here.
+"""
+from __future__ import annotations
+
+import re
+
+MODEL_FILE = "model.onnx"
+CONFIG_FILE = "config.pbtxt"
+
+# A single path component that cannot climb out of the repository: no separators, no leading dot, no "..".
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+MODEL_NAME_RULE = "1-128 letters, digits, '_', '-' or '.', starting with a letter or digit, without '..'"
+_VERSION = re.compile(r"[0-9]{1,18}")
+
+
+def is_model_name(name: object) -> bool:
+    """Whether ``name`` can name a model folder (and so a URL segment) safely."""
+    return isinstance(name, str) and _MODEL_NAME.fullmatch(name) is not None and ".." not in name
+
+
+def is_version_folder(name: str) -> bool:
+    """Whether a folder name under a model (or a version in a URL) is a version: decimal digits."""
+    return _VERSION.fullmatch(name) is not None
