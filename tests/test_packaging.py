@@ -18,8 +18,14 @@ SUBPACKAGES = {"lutnet.training": "training", "lutnet.export": "export", "lutnet
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel built from this checkout, unpacked as pip would lay it into site-packages."""
     out = tmp_path_factory.mktemp("wheel")
+    source = out / "source"  # a copy, so that no stale build/ folder of the checkout leaks into the wheel
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("lutnet", *SUBPACKAGES.values()):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out / "dist"), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out / "dist"), str(source)],
         capture_output=True, text=True, timeout=300, cwd=out,
     )
     assert build.returncode == 0, build.stderr
