@@ -92,7 +92,8 @@ def measure(quick: bool, with_peers: bool) -> dict[str, Any]:
                          "ratio_to_relu": {name: t["median"] / relu for name, t in timings.items()}})
     return {
         "settings": {"dataset": DATASET, "budget": BUDGETS[DATASET], "batches": list(BATCHES), "threads": list(THREADS), "rounds": rounds,
-                     "lutnet_widths": {name: list(c.spec.hidden) for name, c in checkpoints.items()}, "eager_model": "lut_linear, separated (lutnet.training.models)"},
+                     "lutnet_widths": {name: list(c.spec.hidden) for name, c in checkpoints.items()},
+                     "eager_model": "lut_linear, separated (lutnet.training.models)"},
         "graphs": {name: graph_facts(proto) for name, proto in graphs.items()},
         "params": {name: int(sum(np.asarray(t).size for k, t in c.tensors.items() if not k.endswith((".lo", ".hi")))) for name, c in checkpoints.items()},
         "runs": runs,

@@ -308,6 +308,20 @@ def same_run(first: dict[str, Any], second: dict[str, Any], within_s: float = 18
 SERVING_HEADER = ["server", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms"]
 
 
+def request_path_section(results: Results) -> str:
+    result = results.get("request_path")
+    if result is None:
+        return "### Hot-path calls\n\n" + missing("request_path")
+    rows = [[name, duration(timing["median"])] for name, timing in result["timings_s"].items()]
+    return "\n\n".join([
+        "### Hot-path calls (in-process, interleaved; `python -m benchmarks.request_path`)",
+        f"{result['settings']['model']}, {result['settings']['threads']} onnxruntime thread. The service calls the public "
+        f"`session.run`: {result['public_over_private_run']:.2f}x the private binding call in this run.",
+        table(["call", "median per call"], rows),
+        measured_on(result),
+    ])
+
+
 def serving_section(results: Results) -> str:
     if "serve_speed" not in results and "serving_peers" not in results:
         return "## Serving\n\n" + missing("serve_speed")
@@ -328,6 +342,7 @@ def serving_section(results: Results) -> str:
                          "`python -m benchmarks serving` measures both in one run.")
     if "serving_peers" not in results:
         parts.append(missing("serving_peers"))
+    parts.append(request_path_section(results))
     return "\n\n".join(parts)
 
 

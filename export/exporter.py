@@ -10,16 +10,13 @@ import numpy as np
 
 from lutnet import metadata, tensorfile
 from lutnet.atomic import write_bytes_atomic
-from lutnet.checkpoint import TENSOR_FILE, Checkpoint, read_checkpoint
+from lutnet.checkpoint import TENSOR_FILE, TEST_SPLIT_FILE, Checkpoint, read_checkpoint
 from lutnet.errors import LutnetError
 from lutnet.lut import MODES
 from lutnet.export import repository
 from lutnet.export.fold import exported_checkpoint
 from lutnet.export.graph import DEFAULT_OPSET, build_graph, set_card_entry
 from lutnet.export.verify import Verification, VerificationError, choose_bins, probe_inputs, verify
-
-# Written by the trainer beside config.json: the raw test inputs ``X`` (and labels ``y``) used for verification.
-TEST_SPLIT_FILE = "test_split.safetensors"
 
 
 @dataclass(frozen=True)
@@ -51,8 +48,8 @@ def export_model(
     if max_error is not None:
         bins_out = choose_bins(checkpoint, mode, max_error, probes)
     source = hashlib.sha256(Path(checkpoint_dir, TENSOR_FILE).read_bytes()).hexdigest()
-    proto = build_graph(checkpoint, mode=mode, bins_out=bins_out, opset=opset, card={metadata.SOURCE_SHA256: source, **(card or {})})
     exported = exported_checkpoint(checkpoint, mode, bins_out)
+    proto = build_graph(exported, opset=opset, card={metadata.SOURCE_SHA256: source, **(card or {})})
     verification = None
     if check:
         verification = verify(proto, checkpoint, exported, probes, max_error=max_error)

@@ -8,7 +8,7 @@ from pathlib import Path
 from lutnet import metadata, model_config
 from lutnet.atomic import staging_directory, write_text_atomic
 from lutnet.errors import LutnetError
-from lutnet.repository import CONFIG_FILE, MODEL_FILE, MODEL_NAME_RULE, is_model_name, is_version_folder
+from lutnet.repository import CONFIG_FILE, MODEL_FILE, MODEL_NAME_RULE, is_model_name, is_version
 
 DEFAULT_MAX_BATCH_SIZE = 1024
 
@@ -27,7 +27,7 @@ def versions(model_dir: Path) -> list[int]:
     """Version numbers present under ``model_dir`` (numeric folder names), ascending."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and is_version_folder(p.name))
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and is_version(p.name))
 
 
 def next_version(model_dir: Path) -> int:

@@ -29,6 +29,8 @@ FORMAT = "lutnet-checkpoint"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 TENSOR_FILE = "model.safetensors"
+# Written by the trainer beside config.json: the raw test inputs ``X`` and targets ``y``, which export verifies on.
+TEST_SPLIT_FILE = "test_split.safetensors"
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Checkpoint:
             _require(bool(np.all(np.isfinite(values))), name, "finite numbers", "NaN or Inf")
         _require(bool(np.all(self.input_std > 0)), "normalization.std", "positive numbers", float(self.input_std.min()))
         _require(np.isfinite(self.target_std) and self.target_std > 0, "target_normalization.std", "a positive number", self.target_std)
-        expected = expected_tensor_shapes(self.spec, self.tensors)
+        expected = expected_tensor_shapes(self.spec)
         missing = sorted(set(expected) - set(self.tensors))
         extra = sorted(set(self.tensors) - set(expected))
         _require(not missing and not extra, "tensors", f"exactly {sorted(expected)}", f"missing {missing}, unexpected {extra}")
@@ -116,7 +118,7 @@ class Checkpoint:
         return checkpoint
 
 
-def expected_tensor_shapes(spec: ModelSpec, tensors: dict[str, np.ndarray] | None = None) -> dict[str, tuple[int, ...]]:
+def expected_tensor_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     """Every tensor name the spec needs with its shape (table rows follow ``spec.lut.shared``)."""
     shapes: dict[str, tuple[int, ...]] = {}
     fan_in = spec.input_shape[0]
@@ -157,7 +159,7 @@ def write_checkpoint(checkpoint: Checkpoint, directory: str | os.PathLike[str]) 
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: np.asarray(value, dtype=np.float32) for name, value in checkpoint.tensors.items()}
     # Serialize both before touching the disk, so a bad value fails with nothing written.
-    blob = tensorfile.save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    blob = tensorfile.save(tensors, metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
     text = json.dumps(checkpoint.to_config(), indent=2, allow_nan=False) + "\n"
     write_bytes_atomic(directory / TENSOR_FILE, blob)
     write_text_atomic(directory / CONFIG_FILE, text)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from lutnet import __version__
-from lutnet.errors import LutnetError
+from lutnet.errors import ExtraNotInstalledError, LutnetError
 from lutnet.ortenv import disable_onnxruntime_telemetry
 
 # subcommand -> (module with main(argv) -> int, extra that provides its dependencies, one-line help)
@@ -27,6 +28,16 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def import_command(command: str, module_name: str, extra: str) -> ModuleType:
+    """The subcommand's module; a package of its extra that is missing becomes ``ExtraNotInstalledError``."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.partition(".")[0] == "lutnet":
+            raise  # a broken installation of lutnet itself, not a missing extra
+        raise ExtraNotInstalledError(f"'lutnet {command}'", exc.name, extra) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -41,13 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, extra, _ = COMMANDS[argv[0]]
     disable_onnxruntime_telemetry()  # before the subcommand imports onnxruntime
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("lutnet", "training", "export", "service"):
-            raise  # a broken installation of lutnet itself, not a missing extra
-        hint = f"install the extra: pip install 'lutnet[{extra}]'"
-        print(f"lutnet: error: 'lutnet {argv[0]}' needs {exc.name!r}, which is not installed; {hint}", file=sys.stderr)
-        return 2
+        module = import_command(argv[0], module_name, extra)
+    except ExtraNotInstalledError as exc:
+        print(f"lutnet: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         return int(module.main(argv[1:]) or 0)
     except LutnetError as exc:

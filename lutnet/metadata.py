@@ -1,7 +1,6 @@
 """Contract B: keys of the model card that the exporter writes into ONNX ``metadata_props`` and the service reads.
 
-Every value is a string; structured values are JSON. ``MODEL_CARD_KEYS`` lists what every exported
-model carries.
+Every value is a string; structured values are JSON.
 """
 from __future__ import annotations
 
@@ -25,10 +24,6 @@ SOURCE_SHA256 = PREFIX + "source_sha256"  # sha256 of the checkpoint's model.saf
 TRAINING_METRICS = PREFIX + "training_metrics"  # JSON object
 LUTNET_VERSION = PREFIX + "version"
 
-MODEL_CARD_KEYS = (
-    MODEL_NAME, MODEL_VERSION, TASK, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME, OUTPUT_SHAPE, LABELS,
-    FAMILY, ACTIVATION, MERGE_MAX_ERROR, SOURCE_SHA256, TRAINING_METRICS, LUTNET_VERSION,
-)
 
 DEFAULT_INPUT_NAME = "input"
 DEFAULT_OUTPUT_NAME = "output"

@@ -5,9 +5,7 @@ import numpy as np
 
 from lutnet.checkpoint import Checkpoint
 from lutnet.errors import LutnetError
-from lutnet.lut import lut_forward
-
-GELU_SQRT_HALF = np.sqrt(0.5)
+from lutnet.lut import activation_function, lut_forward
 
 
 def forward(checkpoint: Checkpoint, x: np.ndarray, *, mode: str | None = None) -> np.ndarray:
@@ -34,12 +32,8 @@ def forward(checkpoint: Checkpoint, x: np.ndarray, *, mode: str | None = None) -
 
 def activate(h: np.ndarray, activation: str, tensors: dict[str, np.ndarray], layer: int, mode: str, extrapolate: str) -> np.ndarray:
     """Apply activation layer ``layer`` (channels on axis 1)."""
-    if activation == "relu":
-        return np.maximum(h, 0.0)
-    if activation == "gelu":
-        from math import erf
-
-        return 0.5 * h * (1.0 + np.vectorize(erf, otypes=[np.float64])(h * GELU_SQRT_HALF))
+    if activation in ("relu", "gelu"):
+        return activation_function(activation)(h)
     table, lo, hi = (tensors[f"act.{layer}.{k}"] for k in ("table", "lo", "hi"))
     return lut_forward(h, table, lo, hi, mode, extrapolate, channel_axis=1)
 

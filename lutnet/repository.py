@@ -21,6 +21,6 @@ def is_model_name(name: object) -> bool:
     return isinstance(name, str) and _MODEL_NAME.fullmatch(name) is not None and ".." not in name
 
 
-def is_version_folder(name: str) -> bool:
+def is_version(name: str) -> bool:
     """Whether a folder name under a model (or a version in a URL) is a version: decimal digits."""
     return _VERSION.fullmatch(name) is not None

@@ -10,6 +10,10 @@ from lutnet.ortenv import disable_onnxruntime_telemetry
 
 disable_onnxruntime_telemetry()  # before lutnet.service.runtime imports onnxruntime (see lutnet.ortenv)
 
+from lutnet.errors import require_extra
+
+require_extra("lutnet.service", "serve", "onnxruntime", "fastapi", "uvicorn")
+
 from lutnet.service.app import create_app
 from lutnet.service.batching import MicroBatcher
 from lutnet.service.dataplane import DataPlane

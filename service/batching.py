@@ -19,7 +19,7 @@ Computed = tuple[list[np.ndarray], int]
 Execute = Callable[[dict[str, np.ndarray], bool], Computed | Awaitable[Computed]]
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, once per request
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is slower, and this one is built per request
 class BatchResult:
     """One request's slice of a merged batch, with the time it waited and the time its batch computed."""
 

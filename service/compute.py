@@ -1,8 +1,8 @@
 """Threads that run onnxruntime off the event loop, fed straight from the loop with the least overhead per call.
 
 ``loop.run_in_executor`` costs several Python objects and callbacks per call (a work item, a
-``concurrent.futures.Future`` chained to an asyncio one); for a model that computes in ~15 us that
-hand-off is a large part of a request. Here a call is one tuple on a ``SimpleQueue`` and one
+``concurrent.futures.Future`` chained to an asyncio one); for a small model that hand-off is a large
+part of a request (benchmarks/RESULTS.md, serving). Here a call is one tuple on a ``SimpleQueue`` and one
 ``call_soon_threadsafe`` back to the loop that resolves the asyncio future.
 """
 

@@ -1,8 +1,8 @@
 """The two hot routes, v2 infer and v1 predict, served straight from ASGI in front of FastAPI.
 
-For a model that computes in ~15 us, passing a request through FastAPI (its telemetry check,
-Starlette's error middleware, the router and request handler) costs several times the model, so these
-routes skip it: match the path with one regular expression, read the headers once (body limit, binary
+For a small model, passing a request through FastAPI (its telemetry check, Starlette's error
+middleware, the router and request handler) costs more than the model computes, so these routes skip
+it: match the path with one regular expression, read the headers once (body limit, binary
 header length), read the body, call the ``DataPlane``, send bytes. Errors take the same
 ``{"error": ...}`` shape as every other route; an unexpected one is logged and answered 500 here, as
 FastAPI's handler does for the other routes.

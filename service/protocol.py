@@ -41,12 +41,6 @@ DATATYPES: dict[str, np.dtype] = {
 }
 DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
 NUMERIC_KINDS = "biuf"
-SIMPLE_REQUEST_KEYS = frozenset({"inputs", "id"})  # what a request may hold to take the simple decoder
-SIMPLE_TENSOR_KEYS = frozenset({"name", "datatype", "shape", "data"})  # what its one tensor must hold
-SIMPLE_BINARY_REQUEST_KEYS = frozenset({"inputs", "id", "parameters"})
-SIMPLE_BINARY_TENSOR_KEYS = frozenset({"name", "datatype", "shape", "parameters"})
-SIMPLE_BINARY_PARAMETERS = frozenset({"binary_data_output"})
-SIMPLE_BINARY_SIZE = frozenset({"binary_data_size"})
 # Up to this many values, Python's min/max over the list and one numpy call beat three numpy calls on a server
 # that idles between requests (cold caches make numpy's dispatch the larger cost); longer lists go through numpy.
 SHORT_LIST = 256
@@ -109,18 +103,7 @@ def decode_infer_request(
 ) -> InferRequest:
     """Decode a v2 infer body (JSON, or JSON header + binary tensor data) against the model's inputs and outputs."""
     json_end = _json_header_end(body, header_length)
-    header = body if json_end == len(body) else memoryview(body)[:json_end]
-    try:
-        document, strict = orjson.loads(header), True  # strict JSON: every number is a finite double (or an integer)
-    except orjson.JSONDecodeError:
-        document, strict = parse_json(header), False
-    if len(inputs) == 1:
-        if json_end == len(body):
-            simple = decode_simple(document, inputs[0], max_batch_size, allow_nonfinite, finite_numbers=strict)
-        else:
-            simple = decode_simple_binary(document, body, json_end, inputs[0], max_batch_size, allow_nonfinite)
-        if simple is not None:
-            return simple
+    document = parse_json(body if json_end == len(body) else memoryview(body)[:json_end])
     return decode_document(document, body, json_end, inputs, outputs, max_batch_size=max_batch_size, allow_nonfinite=allow_nonfinite)
 
 
@@ -160,95 +143,6 @@ def decode_document(
         outputs=_requested_outputs(document.get("outputs"), outputs),
         binary_default=_flag(parameters, "binary_data_output", "request"),
     )
-
-
-def decode_simple(
-    document: Any, spec: TensorSpec, max_batch_size: int | None, allow_nonfinite: bool, *, finite_numbers: bool = False
-) -> InferRequest | None:
-    """The common request decoded with the least work: one JSON tensor of a float input, named, typed and shaped as
-    the model wants, with finite values, nothing else but an ``id``. Anything else is None, and ``decode_document``
-    then decodes it or rejects it with its precise message (so this path never decides an error). On what it
-    accepts it returns what ``decode_document`` would (tests/service/test_protocol.py).
-
-    ``finite_numbers``: the document came from strict JSON, which has no NaN or Infinity. Then a short flat list
-    is checked with Python's ``min``/``max`` (which also refuse anything but numbers) and converted in one numpy
-    call, instead of three numpy calls whose dispatch costs more than the work on a few values."""
-    found = _simple_tensor(document, spec, max_batch_size, SIMPLE_REQUEST_KEYS, SIMPLE_TENSOR_KEYS)
-    if found is None:
-        return None
-    entry, shape, rows, count = found
-    data = entry["data"]
-    if type(data) is list and len(data) == count <= SHORT_LIST and (finite_numbers or allow_nonfinite):
-        try:  # within +-2**53 a number converts to float32/float64 straight from the list as it does through float64
-            if not (-EXACT_BOUND <= min(data) and max(data) <= EXACT_BOUND):
-                return None
-        except (TypeError, ValueError):  # a string, null, list or object among the values
-            return None
-        array = np.array(data, dtype=spec.dtype).reshape(shape)
-        return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
-    try:
-        values = np.array(data)
-    except (ValueError, TypeError):
-        return None
-    if values.dtype.kind not in "fiu" or values.size != count:
-        return None
-    array = values.astype(spec.dtype).reshape(shape)
-    if not allow_nonfinite and not _sum_is_finite(array):
-        return None
-    return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
-
-
-def decode_simple_binary(
-    document: Any, body: bytes, json_end: int, spec: TensorSpec, max_batch_size: int | None, allow_nonfinite: bool
-) -> InferRequest | None:
-    """The common binary request (what tritonclient sends) decoded with the least work, on the terms of
-    :func:`decode_simple`: one binary tensor of a float input filling the rest of the body, at most an ``id`` and
-    ``parameters.binary_data_output`` beside it. Anything else is None, for ``decode_document``."""
-    found = _simple_tensor(document, spec, max_batch_size, SIMPLE_BINARY_REQUEST_KEYS, SIMPLE_BINARY_TENSOR_KEYS)
-    if found is None:
-        return None
-    entry, shape, rows, count = found
-    parameters, tensor_parameters = document.get("parameters", {}), entry["parameters"]
-    if type(parameters) is not dict or not SIMPLE_BINARY_PARAMETERS.issuperset(parameters):
-        return None
-    if type(tensor_parameters) is not dict or tensor_parameters.keys() != SIMPLE_BINARY_SIZE:
-        return None
-    binary_output, size = parameters.get("binary_data_output", False), tensor_parameters["binary_data_size"]
-    if type(binary_output) is not bool or type(size) is not int or size != count * spec.dtype.itemsize or len(body) - json_end != size:
-        return None
-    array = np.frombuffer(body, dtype=spec.dtype, count=count, offset=json_end).reshape(shape)
-    if not allow_nonfinite and not _sum_is_finite(array):
-        return None
-    return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=binary_output)
-
-
-def _sum_is_finite(array: np.ndarray) -> bool:
-    """False for NaN or Inf among the values, and for a sum that overflows (the general decoder then checks exactly)."""
-    return math.isfinite(np.add.reduce(array, axis=None))
-
-
-def _simple_tensor(
-    document: Any, spec: TensorSpec, max_batch_size: int | None, request_keys: frozenset[str], tensor_keys: frozenset[str]
-) -> tuple[dict[str, Any], list[int], int, int] | None:
-    """The one tensor of a simple request, its shape, rows and value count; None unless every check passes."""
-    if type(document) is not dict or not request_keys.issuperset(document):
-        return None
-    entries, request_id = document.get("inputs"), document.get("id")
-    if type(entries) is not list or len(entries) != 1 or not (request_id is None or type(request_id) is str):
-        return None
-    entry = entries[0]
-    if type(entry) is not dict or entry.keys() != tensor_keys or entry["name"] != spec.name or entry["datatype"] != spec.datatype:
-        return None
-    shape = entry["shape"]
-    if type(shape) is not list or len(shape) != len(spec.shape) or spec.dtype.kind != "f":
-        return None
-    for want, got in zip(spec.shape, shape, strict=True):
-        if type(got) is not int or got < 0 or want not in (-1, got):
-            return None
-    rows = shape[0] if shape else 1
-    if max_batch_size is not None and not 1 <= rows <= max_batch_size:
-        return None
-    return entry, shape, rows, math.prod(shape)
 
 
 def encode_infer_response(model_name: str, version: int, request_id: str | None, outputs: Sequence[tuple[str, np.ndarray, bool]]) -> tuple[bytes, int | None]:
@@ -344,30 +238,36 @@ def _decode_tensor(entry: dict[str, Any], spec: TensorSpec, body: bytes, offset:
     count = math.prod(shape)
     size = _parameters(entry, what).get("binary_data_size")
     if size is None:
-        values = _json_values(entry, DATATYPES[datatype], count, what)
+        values = _json_values(entry, DATATYPES[datatype], count, what, allow_nonfinite)
     else:
         values, offset = _binary_values(entry, DATATYPES[datatype], count, body, offset, size, what)
-    array = _cast(values.reshape(shape), spec.dtype, what)
-    _check_finite(array, what, allow_nonfinite)
-    return array, offset
+        _check_finite(values, what, allow_nonfinite)
+    return _cast(values.reshape(shape), spec.dtype, what), offset
 
 
 def _shape(shape: Any, spec: TensorSpec, what: str) -> tuple[int, ...]:
-    valid = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
-    if not valid or len(shape) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)):
+    if type(shape) is not list or len(shape) != len(spec.shape):
         raise BadRequest(f"{what} shape", expected=list(spec.shape), got=_brief(shape))
+    for want, got in zip(spec.shape, shape, strict=True):
+        if type(got) is not int or got < 0 or want not in (-1, got):
+            raise BadRequest(f"{what} shape", expected=list(spec.shape), got=_brief(shape))
     return tuple(shape)
 
 
-def _json_values(entry: dict[str, Any], dtype: np.dtype, count: int, what: str) -> np.ndarray:
+def _json_values(entry: dict[str, Any], dtype: np.dtype, count: int, what: str, allow_nonfinite: bool) -> np.ndarray:
     if "data" not in entry:
         raise BadRequest(f"{what}", expected="'data' or parameters.binary_data_size", got="neither")
-    values = _numeric_array(entry["data"], f"{what} data")
+    data = entry["data"]
+    if dtype.itemsize >= 4 and dtype.kind == "f" and type(data) is list and len(data) == count <= SHORT_LIST and _finite_numbers(data):
+        return np.array(data, dtype=dtype)  # what the general route below gives these values (finite: within float32's range)
+    values = _numeric_array(data, f"{what} data")
     if values.size != count:
         raise BadRequest(f"{what} data", expected=f"{count} values for its shape", got=f"{values.size} values")
     if dtype.kind == "b" and values.dtype.kind != "b":
         raise BadRequest(f"{what} data", expected="true/false values for BOOL", got=f"{values.dtype} values")
-    return _json_numbers_as(values, dtype, f"{what} data")
+    array = _json_numbers_as(values, dtype, f"{what} data")
+    _check_finite(array, what, allow_nonfinite)  # after the cast: a number past a float type's range becomes Inf there
+    return array
 
 
 def _json_numbers_as(values: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
@@ -384,6 +284,18 @@ def _binary_values(entry: dict[str, Any], dtype: np.dtype, count: int, body: byt
     if offset + size > len(body):
         raise BadRequest(f"{what} binary data", expected=f"{size} bytes after byte {offset}", got=f"{max(0, len(body) - offset)} bytes")
     return np.frombuffer(body, dtype=dtype, count=count, offset=offset), offset + size
+
+
+def _finite_numbers(data: list[Any]) -> bool:
+    """Whether a flat list holds only finite numbers within +-2**53, checked with Python's builtins.
+
+    Within that bound a number converts to a float type straight from the list as it does through float64; NaN,
+    which every comparison lets through, shows in the sum. For a short list this costs less than the numpy calls
+    (array, astype, isfinite) of the general route."""
+    try:
+        return -EXACT_BOUND <= min(data) and max(data) <= EXACT_BOUND and math.isfinite(sum(data))
+    except (TypeError, ValueError):  # a string, null, list or object among the values: the general route says which
+        return False
 
 
 def _numeric_array(data: Any, what: str) -> np.ndarray:
@@ -417,7 +329,7 @@ def _check_finite(array: np.ndarray, what: str, allow_nonfinite: bool) -> None:
 
 
 def _batch_rows(arrays: Mapping[str, np.ndarray], max_batch_size: int | None) -> int:
-    rows = {array.shape[0] if array.ndim else 1 for array in arrays.values()}
+    rows = {len(array) if array.ndim else 1 for array in arrays.values()}
     if len(rows) != 1:
         raise BadRequest("inputs", expected="the same batch size (first dimension) in every input", got=sorted(rows))
     (count,) = rows

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lutnet.repository import CONFIG_FILE, MODEL_FILE, MODEL_NAME_RULE, is_model_name, is_version
 from lutnet.service.compute import ComputeThreads
-from lutnet.service.config import CONFIG_FILE, BatchingPolicy, ModelConfig
+from lutnet.service.config import BatchingPolicy, ModelConfig
 from lutnet.service.errors import BadRequest, ModelLoadError, NotFound, Unavailable
 from lutnet.service.metrics import PERCENTILES, ServiceMetrics
 from lutnet.service.runtime import LoadedModel, create_session
@@ -26,9 +26,6 @@ from lutnet.service.settings import Settings
 
 log = logging.getLogger("lutnet.serve")
 
-MODEL_FILE = "model.onnx"
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-MODEL_VERSION = re.compile(r"[0-9]{1,18}")
 
 Fingerprint = tuple[int, int, int, int]  # model file mtime_ns and size, config.pbtxt mtime_ns and size (0 when absent)
 
@@ -41,14 +38,14 @@ class _Found:
 
 def check_name(name: str) -> str:
     """``name`` if it can name a model directory; anything that could leave the repository is a 400."""
-    if not MODEL_NAME.fullmatch(name) or ".." in name:
-        raise BadRequest("model name", expected="1-128 letters, digits, '_', '-' or '.' (not starting with '.', no '..')", got=repr(name))
+    if not is_model_name(name):
+        raise BadRequest("model name", expected=MODEL_NAME_RULE, got=repr(name))
     return name
 
 
 def check_version(version: str) -> int:
     """The version number in a URL; versions are directory names of decimal digits."""
-    if not MODEL_VERSION.fullmatch(version):
+    if not is_version(version):
         raise BadRequest("model version", expected="a positive integer", got=repr(version))
     return int(version)
 
@@ -242,7 +239,7 @@ class ModelRegistry:
     def _scan_names(self) -> set[str]:
         if not self.repository.is_dir():
             return set()
-        return {entry.name for entry in self.repository.iterdir() if entry.is_dir() and MODEL_NAME.fullmatch(entry.name) and ".." not in entry.name}
+        return {entry.name for entry in self.repository.iterdir() if entry.is_dir() and is_model_name(entry.name)}
 
     def _scan_versions(self, name: str) -> dict[int, _Found]:
         directory = self._model_dir(name)
@@ -254,7 +251,7 @@ class ModelRegistry:
         for entry in directory.iterdir():
             path = entry / MODEL_FILE
             # A symlink may point anywhere; only files that resolve inside the repository are served.
-            if MODEL_VERSION.fullmatch(entry.name) and path.is_file() and path.resolve().is_relative_to(root):
+            if is_version(entry.name) and path.is_file() and path.resolve().is_relative_to(root):
                 found[int(entry.name)] = _Found(path, _stat(path) + config)
         return found
 

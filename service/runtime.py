@@ -4,10 +4,9 @@ Sessions are created by the registry inside the app's lifespan, so each worker p
 own after uvicorn forks. Each onnxruntime call runs inline on the event loop or in a compute thread
 (setting ``execution``): ``auto``, the default, runs a call on the loop when it serves a request that
 found the model idle and the warm-up predicts it takes less than ``inline_below_us`` (handing a call to
-a thread and back costs about 100 us of CPU, more than a small model computes). Longer calls, and the
-merged batches of requests that queued behind others, run in a thread, so the loop keeps reading
-requests while there is traffic to read (at 64 clients that gave a lower and steadier p99 than
-computing merged batches on the loop). With batching off, the predicted time alone decides.
+a thread and back costs more CPU than a small model computes). Longer calls, and the merged batches
+of requests that queued behind others, run in a thread, so the loop keeps reading requests while there
+is traffic to read, which keeps the latency tail short under load (benchmarks/RESULTS.md, serving). With batching off, the predicted time alone decides.
 onnxruntime releases the GIL while it computes either way.
 """
 
@@ -16,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,16 +125,6 @@ def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
         raise ModelLoadError(f"{path}", expected="an ONNX model onnxruntime can load", got=f"{type(exc).__name__}: {str(exc)[:300]}") from None
 
 
-def direct_run(session: ort.InferenceSession) -> Callable[[list[str], dict[str, np.ndarray]], list[np.ndarray]]:
-    """``session.run`` without the Python wrapper's per-call checks of the feeds' names (the decoder has checked them)
-    and of execution-provider fallback (CPU only): the binding's own ``run``, where this onnxruntime has it."""
-    binding = getattr(session, "_sess", None)
-    run = getattr(binding, "run", None)
-    if run is None:
-        return session.run
-    return lambda names, feeds: run(names, feeds, None)
-
-
 def tensor_specs(args: list[Any], what: str) -> tuple[TensorSpec, ...]:
     """v2 specs of a session's inputs or outputs; symbolic dimensions become -1."""
     specs = []
@@ -152,7 +141,7 @@ class LoadedModel:
     def __init__(self, name: str, version: int, path: Path, session: ort.InferenceSession, policy: BatchingPolicy, stats: ModelStats) -> None:
         self.name, self.version, self.path = name, version, path
         self.session = session
-        self._run = direct_run(session)
+        self._run = session.run
         self.policy = policy
         self.stats = stats
         self.card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map)

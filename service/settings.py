@@ -37,13 +37,13 @@ class Settings(BaseSettings):
         100.0,
         ge=0,
         description="With execution 'auto': a request that finds the model idle and is predicted to compute in less than this many "
-        "microseconds runs on the event loop (handing a call to a thread and back costs about 100 us of CPU); longer ones, and merged "
+        "microseconds runs on the event loop (handing a call to a thread and back costs CPU of its own); longer ones, and merged "
         "batches, run in a worker thread.",
     )
     batching: bool = Field(
         True,
-        description="Merge concurrent requests of a model into one onnxruntime call. On by default: with threaded execution it "
-        "measured faster at concurrency 64, and a lone request to an idle model runs at once (benchmarks/serve_speed.py).",
+        description="Merge concurrent requests of a model into one onnxruntime call. On by default: it serves more requests at high "
+        "concurrency, and a lone request to an idle model runs at once (benchmarks/RESULTS.md, serving).",
     )
     max_batch_size: int = Field(1024, ge=1, description="Most rows in one request and in one merged batch.")
     max_queue_delay_us: int = Field(0, ge=0, description="How long a request may wait for others to join its batch, in microseconds.")

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("the following arguments are required: --out (or --resume DIR)")
     config = TrainConfig(**given)
     if config.activation == "lut" and not config.quiet and native.needs_build():
-        print("lutnet train: compiling the native LUT operator for this torch version (once, about 10 s)", file=sys.stderr)
+        print("lutnet train: compiling the native LUT operator for this torch version (once; it takes a few seconds)", file=sys.stderr)
     result = train(config)
     if not result.finished:
         print(f"stopped after epoch {result.epochs_run}; continue with: lutnet train --resume {result.out}", file=sys.stderr)

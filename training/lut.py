@@ -127,8 +127,9 @@ class LUTActivation(nn.Module):
     are buffers, set by :meth:`calibrate`. The function equals ``lutnet.lut.lut_forward``.
     """
 
-    def __init__(self, channels: int, bins: int = 16, range: tuple[float, float] = (-4.0, 4.0), mode: str = "linear",
-                 extrapolate: str = "clamp", init: str = "relu", shared: bool = False) -> None:
+    # Defaults are LUTSpec's, so a layer built by hand matches one built from a model spec.
+    def __init__(self, channels: int, bins: int = LUTSpec.bins, range: tuple[float, float] = LUTSpec.range, mode: str = LUTSpec.mode,
+                 extrapolate: str = LUTSpec.extrapolate, init: str = LUTSpec.init, shared: bool = LUTSpec.shared) -> None:
         super().__init__()
         LUTSpec(bins=bins, mode=mode, extrapolate=extrapolate, init=init, shared=shared, range=tuple(range)).validate("LUTActivation")
         self.channels, self.bins, self.mode, self.extrapolate, self.init = channels, bins, mode, extrapolate, init

@@ -1,14 +1,14 @@
 """The native CPU lookup: a torch operator built from ``lut_op.cpp`` + ``lut_kernel.c`` on first use, optional.
 
-A LUT layer's pure-torch lookup is about twenty small tensor ops per training step, and on the small
-batches of CPU training their dispatch overhead, not arithmetic, made a LUT-MLP epoch cost twice a ReLU
-one. The native operator does the forward pass in one C++ call and the backward pass in another, through
+A LUT layer's pure-torch lookup is a score of small tensor ops per training step, and on the small
+batches of CPU training their dispatch overhead, not arithmetic, dominates a LUT-MLP epoch
+(benchmarks/RESULTS.md, training cost). The native operator does the forward pass in one C++ call and the backward pass in another, through
 an autograd node written in C++ (no Python between them), with the same float operations as the torch path, so
 results are bit-identical.
 
 The library is compiled once with the system C++ compiler against the installed torch's headers into a
 cache directory (``$LUTNET_CACHE_DIR``, default ``~/.cache/lutnet``), under a name keyed by the sources,
-the compiler's version, the torch version and the flags (about 10 s on 2 cores). Without a compiler, on
+the compiler's version, the torch version and the flags. Without a compiler, on
 any build or load failure, or with ``LUTNET_NATIVE=0``, :func:`kernel` returns ``None`` and the layer uses
 the torch path (logged once at debug level).
 """

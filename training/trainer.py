@@ -31,7 +31,7 @@ from tqdm import tqdm
 import lutnet
 from lutnet import tensorfile
 from lutnet.atomic import write_text_atomic
-from lutnet.checkpoint import CONFIG_FILE, TENSOR_FILE, write_checkpoint
+from lutnet.checkpoint import CONFIG_FILE, TENSOR_FILE, TEST_SPLIT_FILE, write_checkpoint
 from lutnet.errors import CheckpointError, LutnetError
 from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.training.data import Dataset, input_statistics, load_dataset
@@ -41,7 +41,6 @@ from lutnet.training.lut import add_smoothness_gradients_
 STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state-{epoch}.safetensors"  # one file per saved epoch; train_state.json names the current one
 METRICS_FILE = "metrics.jsonl"
-TEST_SPLIT_FILE = "test_split.safetensors"  # the name lutnet.export.exporter reads (export may not be imported here)
 EVAL_BATCH = 2048
 # Settings that only say how or where to run; everything else defines the run and must match on --resume.
 RUNTIME_FIELDS = ("device", "threads", "out", "resume", "quiet", "stop_after")
@@ -239,8 +238,8 @@ def recalibrate(model: LutnetModel, optimizer: torch.optim.Optimizer, batch: tor
 def make_optimizer(model: LutnetModel, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with the tables in their own group (own learning rate and weight decay).
 
-    ``fused``: one kernel per group instead of about ten ops per parameter tensor, which on CPU was
-    most of a digits MLP step.
+    ``fused``: one kernel per group instead of several ops per parameter tensor, whose dispatch overhead
+    dominates a small model's optimizer step on CPU.
     """
     tables = [lut.table for lut in model.luts()]
     table_ids = {id(t) for t in tables}

@@ -103,7 +103,7 @@ def corrupt(directory: Path, how: str) -> None:
 BAD_CHECKPOINTS = {
     "missing dir": "no such directory",
     "missing tensors": "tensor file",
-    "corrupt tensors": "corrupt header",
+    "corrupt tensors": "is corrupt or truncated: expected a safetensors file",
     "unknown format version": "format_version",
     "wrong shape": "tensor hidden.0.weight: expected shape [8, 6], got [8, 7]",
 }

@@ -39,3 +39,22 @@ def test_public_api_is_exactly_what_is_documented():
          "init_table", "lut_forward", "read_checkpoint", "resample_table", "write_checkpoint"]
     )
     assert all(hasattr(lutnet, name) for name in lutnet.__all__)
+
+
+BLOCK = "import sys\nsys.modules[{name!r}] = None\n"  # an import of that package now fails as if it were not installed
+
+
+def test_a_missing_extra_is_named_by_the_cli() -> None:
+    code = BLOCK.format(name="fastapi") + "from lutnet.cli import main\nsys.exit(main(['serve', '--help']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "lutnet: error: lutnet.service needs 'fastapi', which is not installed; install the extra: pip install 'lutnet[serve]'"
+
+
+def test_importing_a_subpackage_without_its_extra_names_the_extra() -> None:
+    code = BLOCK.format(name="torch") + (
+        "from lutnet.errors import ExtraNotInstalledError\n"
+        "try:\n    import lutnet.training\nexcept ExtraNotInstalledError as exc:\n    print(exc.extra, isinstance(exc, ImportError))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "train True"

@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from lutnet.reference import predict_proba
-from lutnet.service.runtime import ComputeCost, direct_run
+from lutnet.service.runtime import ComputeCost
 from tests.service.conftest import binary_body, decode_binary, infer_body
 from tests.service.models import classifier, write_model
 
@@ -395,17 +395,6 @@ def test_startup_moves_long_lived_objects_out_of_the_collectors_sight(serve: Any
     gc.unfreeze()
     serve()
     assert gc.get_freeze_count() > 10_000  # full collections no longer walk the framework's objects: a shorter latency tail
-
-
-def test_the_direct_onnxruntime_call_answers_as_session_run_and_falls_back_without_the_binding(client: Any) -> None:
-    session = client.app.state.plane.registry.get("digits").session
-    feeds = {"input": rows(5, seed=3)}
-    np.testing.assert_array_equal(direct_run(session)(["output"], feeds)[0], session.run(["output"], feeds)[0])
-
-    class Wrapper:  # an onnxruntime without the private binding: the public run is used
-        run = session.run
-
-    assert direct_run(Wrapper()) == Wrapper.run  # type: ignore[arg-type]
 
 
 def test_auto_execution_runs_small_batches_on_the_loop_and_large_ones_in_a_thread() -> None:

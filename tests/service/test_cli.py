@@ -64,7 +64,8 @@ def test_curl_example_has_one_row_of_the_models_width(repository: Path) -> None:
 
 
 def test_service_never_imports_torch_onnx_training_or_export() -> None:
-    code = "import sys, lutnet.service.cli, lutnet.service.app; print(sorted(m for m in ('torch', 'onnx', 'lutnet.training', 'lutnet.export') if m in sys.modules))"
+    code = ("import sys, lutnet.service.cli, lutnet.service.app\n"
+            "print(sorted(m for m in ('torch', 'onnx', 'lutnet.training', 'lutnet.export') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
 

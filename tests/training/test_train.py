@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from lutnet.export import exporter
-from lutnet.export.verify import probe_inputs
 from lutnet import cli, reference, tensorfile
-from lutnet.checkpoint import read_checkpoint
+from lutnet.checkpoint import TEST_SPLIT_FILE, read_checkpoint
+from lutnet.export.verify import probe_inputs
 from lutnet.spec import ModelSpec
 from lutnet.training.data import load_dataset
 from lutnet.training.models import build_model
-from lutnet.training.trainer import TEST_SPLIT_FILE, Distributed, epoch_batches, step_loss
+from lutnet.training.trainer import Distributed, epoch_batches, step_loss
 
 FAST = ["--hidden", "32,32", "--lr", "1e-2", "--table-lr", "1e-2", "--threads", "1", "--quiet"]
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -109,7 +108,6 @@ def test_export_verifies_on_the_stored_test_split_by_default(tmp_path: Path, cap
     """``lutnet export DIR`` of a trained run verifies on every test row the trainer stored (plus its own extreme probes)."""
     out = tmp_path / "run"
     assert train("--out", str(out), "--epochs", "1", *FAST) == 0
-    assert TEST_SPLIT_FILE == exporter.TEST_SPLIT_FILE
     capsys.readouterr()
     assert cli.main(["export", str(out), "--out", str(tmp_path / "model.onnx")]) == 0
     data = load_dataset("digits", seed=0)
