@@ -150,6 +150,17 @@ def resample_table(
     return lut_forward(positions, table, lo, hi, mode, extrapolate, channel_axis=0)
 
 
+def table_movement(table: np.ndarray, lo: np.ndarray, hi: np.ndarray, init: str) -> float:
+    """How far a layer's tables moved from their init function: ``||T - f(knots)|| / ||f(knots)||`` over all channels.
+
+    ``f(knots)`` is the init function sampled on the table's current grid, so a recalibrated range does not
+    count as movement; 0 means the tables still are the function they started as.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    start = init_table(init, lo, hi, table.shape[1] - 1)
+    return float(np.linalg.norm(table - start) / max(np.linalg.norm(start), np.finfo(np.float64).tiny))
+
+
 def second_difference_l1(table: np.ndarray) -> float:
     """Smoothness penalty TV(2): L1 norm of the table's second differences, summed over channels."""
     table = np.asarray(table, dtype=np.float64)

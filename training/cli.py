@@ -10,7 +10,7 @@ from lutnet.lut import EXTRAPOLATIONS, INIT_FUNCTIONS, MODES
 from lutnet.spec import ACTIVATIONS, FAMILIES, POOLINGS
 from lutnet.training import native
 from lutnet.training.data import BUNDLED
-from lutnet.training.trainer import TrainConfig, read_resume_state, train
+from lutnet.training.trainer import SELECTIONS, TrainConfig, read_resume_state, train
 
 DEFAULTS = TrainConfig()
 
@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--percentiles", "LOW,HIGH percentiles of the pre-activations that become each table's range",
         type=_numbers(float, 2, 0.0, "two percentiles LOW,HIGH in [0, 100], like 1,99"), shown="1,99")
     add("--recalibrate-after", "calibrate again after this many epochs (0: never)", type=_number(int, 0, "an integer >= 0"))
-    add("--patience", "stop after this many epochs without a better validation loss", type=_number(int, 1, "an integer >= 1"))
+    add("--patience", "stop after this many epochs without a better validation score", type=_number(int, 1, "an integer >= 1"))
+    add("--select", "which epoch's weights to keep: 'metric' (validation accuracy, or RMSE for regression, loss breaking ties) "
+        "or 'loss' (validation loss)", choices=SELECTIONS)
     add("--seed", "seed of the split, the initialization and the shuffles", type=_number(int, 0, "an integer >= 0"))
     add("--device", "where to train", choices=("auto", "cpu", "cuda"))
     add("--threads", "torch CPU threads (0: torch's default)", type=_number(int, 0, "an integer >= 0"))

@@ -16,7 +16,7 @@ import numpy as np
 from lutnet.atomic import write_bytes_atomic
 from lutnet.checkpoint import Checkpoint, read_checkpoint
 from lutnet.errors import LutnetError
-from lutnet.lut import activation_function, lut_forward
+from lutnet.lut import activation_function, lut_forward, table_movement
 
 POINTS = 400
 MARGIN = 0.25  # how far past the range to draw, as a fraction of the range width
@@ -55,7 +55,8 @@ def render(checkpoint: Checkpoint, max_channels: int, title: str) -> bytes:
     for i, (block, rows) in enumerate(zip(blocks, layers, strict=True)):
         total = checkpoint.tensors[f"act.{i}.table"].shape[0]
         shown = "shared table" if total == 1 else f"{total} channels" + (f", showing {len(rows)}" if len(rows) < total else "")
-        block.suptitle(f"layer {i}: {shown}", fontsize=9, x=0.02, ha="left")
+        moved = table_movement(*(checkpoint.tensors[f"act.{i}.{k}"] for k in ("table", "lo", "hi")), spec.lut.init)
+        block.suptitle(f"layer {i}: {shown}; moved {moved:.3f} from init (relative L2)", fontsize=9, x=0.02, ha="left")
         axes = block.subplots(heights[i], columns, squeeze=False)
         for ax in axes.flat[len(rows):]:
             ax.set_axis_off()

@@ -7,6 +7,11 @@ and a resumed run ends bit-identical to an uninterrupted one. On success the bes
 are written as a contract-A checkpoint (``config.json`` + ``model.safetensors``), with the test split beside it
 (``test_split.safetensors``: raw inputs ``X`` and targets ``y``, which ``lutnet export`` verifies on), and the state is removed.
 
+The kept weights are those of the epoch with the best validation score: the task's metric (accuracy, or
+RMSE for regression) with the loss breaking ties, or the loss alone (``select="loss"``). Early stopping
+counts epochs since that epoch; at least one epoch always runs. Each epoch also records how far every LUT
+layer's tables moved from their init function (:func:`lutnet.lut.table_movement`).
+
 Under ``torchrun`` every process trains on its share of each global batch (DDP; gloo on CPU, nccl on
 GPU); the loss is scaled so the averaged gradient equals the single-process one. Only rank 0 writes.
 """
@@ -33,6 +38,7 @@ from lutnet import tensorfile
 from lutnet.atomic import write_text_atomic
 from lutnet.checkpoint import CONFIG_FILE, TENSOR_FILE, TEST_SPLIT_FILE, write_checkpoint
 from lutnet.errors import CheckpointError, LutnetError
+from lutnet.lut import table_movement
 from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.training.data import Dataset, input_statistics, load_dataset
 from lutnet.training.models import LutnetModel, build_model, checkpoint_from_model
@@ -44,6 +50,7 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 2048
 # Settings that only say how or where to run; everything else defines the run and must match on --resume.
 RUNTIME_FIELDS = ("device", "threads", "out", "resume", "quiet", "stop_after")
+SELECTIONS = ("metric", "loss")
 
 
 @dataclass
@@ -75,6 +82,7 @@ class TrainConfig:
     percentiles: tuple[float, float] = (1.0, 99.0)
     recalibrate_after: int = 0
     patience: int = 10
+    select: str = "metric"  # "metric": accuracy or RMSE on the validation split, loss breaking ties; "loss": loss alone
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -147,7 +155,7 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
     optimizer = make_optimizer(model, config)
     steps_per_epoch = -(-len(X["train"]) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
-    best = {"epoch": -1, "val_loss": float("inf"), "state": copy.deepcopy(model.state_dict())}
+    best = {"epoch": 0, "score": [float("inf")], "state": copy.deepcopy(model.state_dict())}  # epoch 0: none yet
     history: list[dict[str, Any]] = []
     if saved is not None:
         history, best = restore_state(out, saved, model, optimizer, scheduler)
@@ -169,8 +177,10 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
         val = evaluate(model, X["val"], y["val"])
         history.append({"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
                         "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - seconds, 4)})
-        if val["loss"] < best["val_loss"]:
-            best = {"epoch": epoch + 1, "val_loss": val["loss"], "state": copy.deepcopy(model.state_dict())}
+        history[-1]["table_movement"] = movements(model)
+        score = selection_score(val, data.task, config.select)
+        if score < best["score"]:
+            best = {"epoch": epoch + 1, "score": score, "state": copy.deepcopy(model.state_dict())}
         bar.set_postfix(loss=f"{train_loss:.4f}", **{f"val_{k}": f"{v:.4f}" for k, v in val.items() if k != "loss"})
         if dist.writer:
             out.mkdir(parents=True, exist_ok=True)
@@ -185,13 +195,29 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
     model.load_state_dict(best["state"])
     metrics = {"val": evaluate(model, X["val"], y["val"]), "test": evaluate(model, X["test"], y["test"])}
     if dist.writer:
-        info = checkpoint_info(config, data, metrics, history, best["epoch"])
+        out.mkdir(parents=True, exist_ok=True)
+        info = checkpoint_info(config, data, metrics, history, best["epoch"], movements(model))
         write_test_split(out, data)
         write_checkpoint(checkpoint_from_model(model.cpu(), labels=data.labels, info=info), out)
         remove_state(out)
         if not config.quiet:
             print(summary_line(data, spec, metrics, len(history), best["epoch"], out))
     return TrainResult(out, len(history), True, metrics, history)
+
+
+def selection_score(val: dict[str, float], task: str, select: str) -> list[float]:
+    """Lower is better: the task's metric on the validation split, then the loss; or the loss alone."""
+    if select not in SELECTIONS:
+        raise LutnetError("--select", expected=f"one of {list(SELECTIONS)}", got=repr(select))
+    if select == "loss":
+        return [val["loss"]]
+    return [-val["accuracy"] if task == "classification" else val["rmse"], val["loss"]]
+
+
+def movements(model: LutnetModel) -> list[float]:
+    """Per LUT layer, how far its tables moved from their init function (relative L2)."""
+    return [round(table_movement(*(t.detach().cpu().double().numpy() for t in (lut.table, lut.lo, lut.hi)), lut.init), 6)
+            for lut in model.luts()]
 
 
 def model_spec(config: TrainConfig, data: Dataset) -> ModelSpec:
@@ -368,7 +394,8 @@ def read_resume_state(out: Path) -> dict[str, Any]:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"--resume {path}", expected="a training state written by 'lutnet train'", got=str(exc)) from None
-    if not isinstance(saved, dict) or not {"config", "history", "scheduler", "tensors"} <= set(saved) or not (out / str(saved["tensors"])).is_file():
+    complete = isinstance(saved, dict) and {"config", "history", "scheduler", "tensors", "best_score"} <= set(saved)
+    if not complete or not (out / str(saved["tensors"])).is_file():
         raise CheckpointError(f"--resume {path}", expected="a training state written by 'lutnet train' with its tensor file", got="an incomplete one")
     return saved
 
@@ -395,7 +422,7 @@ def save_state(out: Path, config: TrainConfig, model: LutnetModel, optimizer: to
     tensor_file = STATE_TENSORS.format(epoch=len(history))
     tensorfile.save_file({k: v.detach().cpu().numpy() for k, v in tensors.items()}, out / tensor_file)
     state = {"config": config.identity(), "tensors": tensor_file, "epoch": len(history), "history": history, "best_epoch": best["epoch"],
-             "best_val_loss": best["val_loss"], "optimizer_groups": optim["param_groups"], "scheduler": scheduler.state_dict()}
+             "best_score": best["score"], "optimizer_groups": optim["param_groups"], "scheduler": scheduler.state_dict()}
     write_text_atomic(out / STATE_JSON, json.dumps(_jsonable(state)) + "\n")
     remove_state(out, keep=tensor_file)
 
@@ -422,18 +449,22 @@ def restore_state(out: Path, saved: dict[str, Any], model: LutnetModel, optimize
     groups = [{**g, "betas": tuple(g["betas"])} for g in saved["optimizer_groups"]]
     optimizer.load_state_dict({"state": slots, "param_groups": groups})
     scheduler.load_state_dict(saved["scheduler"])
-    best = {"epoch": saved["best_epoch"], "val_loss": saved["best_val_loss"], "state": part("best.")}
+    best = {"epoch": saved["best_epoch"], "score": saved["best_score"], "state": part("best.")}
     return saved["history"], best
 
 
-def checkpoint_info(config: TrainConfig, data: Dataset, metrics: dict[str, Any], history: list[dict[str, Any]], best_epoch: int) -> dict[str, Any]:
-    """The free-form part of config.json: data set, metrics, training arguments and versions."""
+def checkpoint_info(config: TrainConfig, data: Dataset, metrics: dict[str, Any], history: list[dict[str, Any]], best_epoch: int,
+                    table_movement: list[float]) -> dict[str, Any]:
+    """The free-form part of config.json: data set, metrics, training arguments (with how the kept epoch was chosen
+    and how far its tables moved from their init), and versions."""
+    metric = "loss" if config.select == "loss" else ("accuracy" if data.task == "classification" else "rmse")
     return _jsonable({
         "dataset": {"name": data.name, "source": data.source, "sizes": data.sizes(), "split_seed": config.seed,
                     "target": config.target, "feature_names": data.feature_names},
         "metrics": metrics,
         "training": {**config.identity(), "epochs_run": len(history), "best_epoch": best_epoch,
-                     "seconds": round(sum(h["seconds"] for h in history), 3)},
+                     "selected_by": {"split": "val", "metric": metric, "tie_break": None if metric == "loss" else "loss"},
+                     "table_movement": table_movement, "seconds": round(sum(h["seconds"] for h in history), 3)},
         "versions": {"lutnet": lutnet.__version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
     })
 

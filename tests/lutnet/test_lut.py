@@ -16,6 +16,7 @@ from lutnet.lut import (
     lut_forward,
     resample_table,
     second_difference_l1,
+    table_movement,
 )
 
 # max |f''| over the real line, for the interpolation bound of each initial function
@@ -140,3 +141,11 @@ def test_second_difference_penalty_is_zero_for_lines_and_counts_kinks():
 def test_invalid_tables_are_rejected_with_what_was_expected(table, lo, hi, message):
     with pytest.raises(LutnetError, match=message):
         lut_forward(np.zeros((4, 2)), table, lo, hi)
+
+
+def test_table_movement_is_zero_at_init_and_relative_l2_after() -> None:
+    lo, hi = np.array([-2.0, -1.0]), np.array([2.0, 3.0])
+    start = init_table("tanh", lo, hi, 8)
+    assert table_movement(start, lo, hi, "tanh") == 0.0
+    moved = start + np.random.default_rng(0).normal(size=start.shape)
+    assert table_movement(moved, lo, hi, "tanh") == pytest.approx(np.linalg.norm(moved - start) / np.linalg.norm(start))

@@ -15,6 +15,7 @@ import torch
 
 from lutnet import cli, reference, tensorfile
 from lutnet.checkpoint import TEST_SPLIT_FILE, read_checkpoint
+from lutnet.lut import table_movement
 from lutnet.export.verify import probe_inputs
 from lutnet.spec import ModelSpec
 from lutnet.training.data import load_dataset
@@ -68,15 +69,44 @@ def test_default_settings_train_a_good_digits_model_in_under_a_minute(tmp_path: 
     assert info["training"]["seconds"] < 60
 
 
-def test_early_stopping_keeps_the_best_validation_weights(tmp_path: Path) -> None:
-    """With patience 2 the run stops 2 epochs after its best validation loss and keeps that epoch's weights."""
+def test_early_stopping_keeps_the_best_validation_accuracy_with_loss_breaking_ties(tmp_path: Path) -> None:
+    """By default the kept epoch has the best validation accuracy (lowest loss among equals); the run stops 2 epochs later."""
     out = tmp_path / "run"
     assert train("--out", str(out), "--epochs", "40", "--patience", "2", *FAST) == 0
     checkpoint, epochs = read_checkpoint(out), history(out)
-    best = min(epochs, key=lambda h: h["val_loss"])
+    best = min(epochs, key=lambda h: (-h["val_accuracy"], h["val_loss"]))
     assert len(epochs) < 40 and len(epochs) == best["epoch"] + 2 == checkpoint.info["training"]["epochs_run"]
     assert checkpoint.info["training"]["best_epoch"] == best["epoch"]
+    assert checkpoint.info["training"]["selected_by"] == {"split": "val", "metric": "accuracy", "tie_break": "loss"}
+    assert checkpoint.info["metrics"]["val"]["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-12)
+
+
+def test_select_loss_keeps_the_best_validation_loss(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert train("--out", str(out), "--epochs", "40", "--patience", "2", "--select", "loss", *FAST) == 0
+    checkpoint, epochs = read_checkpoint(out), history(out)
+    best = min(epochs, key=lambda h: h["val_loss"])
+    assert checkpoint.info["training"]["best_epoch"] == best["epoch"] and len(epochs) == best["epoch"] + 2
+    assert checkpoint.info["training"]["selected_by"]["metric"] == "loss"
     assert checkpoint.info["metrics"]["val"]["loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+
+
+def test_patience_one_still_trains_an_epoch_and_writes_a_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "run"
+    assert train("--out", str(out), "--epochs", "3", "--patience", "1", *FAST) == 0
+    assert {"config.json", "model.safetensors", "test_split.safetensors"} <= run_files(out)
+    assert len(history(out)) >= 1
+
+
+def test_table_movement_is_recorded_per_epoch_and_in_the_checkpoint(tmp_path: Path) -> None:
+    """Relative L2 distance of each LUT layer's tables from their init function, as lutnet.lut.table_movement defines it."""
+    out = tmp_path / "run"
+    assert train("--out", str(out), "--epochs", "2", *FAST) == 0
+    checkpoint = read_checkpoint(out)
+    moved = checkpoint.info["training"]["table_movement"]
+    expected = [table_movement(*(checkpoint.tensors[f"act.{i}.{k}"] for k in ("table", "lo", "hi")), "relu") for i in range(2)]
+    assert moved == pytest.approx(expected, rel=1e-5, abs=1e-6) and all(m > 0 for m in moved)
+    assert [len(h["table_movement"]) for h in history(out)] == [2, 2]
 
 
 def test_regression_csv_run_predicts_in_target_units(tmp_path: Path) -> None:
