@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ SIMPLE_BINARY_SIZE = frozenset({"binary_data_size"})
 # that idles between requests (cold caches make numpy's dispatch the larger cost); longer lists go through numpy.
 SHORT_LIST = 256
 EXACT_BOUND = 2.0**53  # integers up to this convert to float32 once, from the list or through float64 alike
+BRIEF = reprlib.Repr()  # reprs for error messages: nesting past maxlevel is elided, long strings and lists cut short
+BRIEF.maxlevel, BRIEF.maxstring, BRIEF.maxother, BRIEF.maxlist, BRIEF.maxdict = 4, 60, 60, 20, 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ def parse_json(data: bytes | memoryview, what: str = "request body") -> Any:
     except orjson.JSONDecodeError as exc:
         try:  # orjson refuses NaN/Infinity literals; the stdlib reads them so the finiteness check can name them.
             return json.loads(bytes(data))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest(what, expected="valid JSON", got=f"malformed JSON ({exc})") from None
 
 
@@ -182,7 +185,7 @@ def decode_simple(
         try:  # within +-2**53 a number converts to float32/float64 straight from the list as it does through float64
             if not (-EXACT_BOUND <= min(data) and max(data) <= EXACT_BOUND):
                 return None
-        except (TypeError, ValueError):  # a string, null, list or object among the values
+        except (TypeError, ValueError, RecursionError):  # a string, null, list or object among the values (lists compare deeply)
             return None
         array = np.array(data, dtype=spec.dtype).reshape(shape)
         return InferRequest(id=document.get("id"), inputs={spec.name: array}, rows=rows, outputs=None, binary_default=False)
@@ -326,8 +329,8 @@ def _input_spec(entry: Any, specs: Mapping[str, TensorSpec], seen: Mapping[str, 
     if not isinstance(entry, dict):
         raise BadRequest("each input", expected="an object with name, datatype, shape and data", got=_brief(entry))
     name = entry.get("name")
-    if name not in specs:
-        raise BadRequest("input name", expected=f"one of {list(specs)}", got=repr(name))
+    if type(name) is not str or name not in specs:
+        raise BadRequest("input name", expected=f"one of {list(specs)}", got=_brief(name))
     if name in seen:
         raise BadRequest(f"input {name!r}", expected="one tensor per input", got="the same name twice")
     return specs[name]
@@ -337,8 +340,8 @@ def _decode_tensor(entry: dict[str, Any], spec: TensorSpec, body: bytes, offset:
     """The input as an array of the model's dtype, and the offset of the next binary tensor."""
     what = f"input {spec.name!r}"
     datatype = entry.get("datatype")
-    if datatype not in DATATYPES:
-        got = "BYTES (string tensors are not supported)" if datatype == "BYTES" else repr(datatype)
+    if type(datatype) is not str or datatype not in DATATYPES:
+        got = "BYTES (string tensors are not supported)" if datatype == "BYTES" else _brief(datatype)
         raise BadRequest(f"{what} datatype", expected=f"{spec.datatype} or another numeric type from {list(DATATYPES)}", got=got)
     shape = _shape(entry.get("shape"), spec, what)
     count = math.prod(shape)
@@ -355,7 +358,8 @@ def _decode_tensor(entry: dict[str, Any], spec: TensorSpec, body: bytes, offset:
 def _shape(shape: Any, spec: TensorSpec, what: str) -> tuple[int, ...]:
     valid = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
     if not valid or len(shape) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)):
-        raise BadRequest(f"{what} shape", expected=list(spec.shape), got=_brief(shape))
+        expected = list(spec.shape) if valid else f"a list of sizes >= 0 fitting {list(spec.shape)} (where -1 stands for any size)"
+        raise BadRequest(f"{what} shape", expected=expected, got=_brief(shape))
     return tuple(shape)
 
 
@@ -463,6 +467,6 @@ def _flag(parameters: dict[str, Any], key: str, what: str) -> bool:
 
 
 def _brief(value: Any) -> str:
-    """A short description of a JSON value for an error message."""
-    text = repr(value)
+    """A short description of a JSON value for an error message (deep nesting elided: a plain repr would recurse)."""
+    text = BRIEF.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
