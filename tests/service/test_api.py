@@ -15,6 +15,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from lutnet.reference import predict_proba
+from lutnet.service import dataplane
+from lutnet.service.limits import ENVELOPE_BYTES, JSON_BYTES_PER_VALUE
+from lutnet.service.protocol import decode_infer_request
 from lutnet.service.runtime import ComputeCost, direct_run
 from tests.service.conftest import binary_body, decode_binary, infer_body
 from tests.service.models import classifier, write_model
@@ -247,6 +250,36 @@ def test_body_over_the_limit_is_413_by_length_and_by_stream(serve: Any) -> None:
     streamed = client.post("/v2/models/digits/infer", content=iter([b"x" * 1200, b"x" * 1200]))
     assert streamed.status_code == 413 and "at most 2000 bytes" in streamed.json()["error"]
     assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
+
+
+def test_the_default_body_limit_follows_the_loaded_models(serve: Any) -> None:
+    """Without max_request_bytes the limit is the largest request a loaded model accepts as JSON text, and it follows loads."""
+    client = serve(api_token="s3cret")
+    largest = ENVELOPE_BYTES + 1024 * 64 * JSON_BYTES_PER_VALUE  # digits: max batch 1024 of 64-value rows
+    over = client.post("/v2/models/housing/infer", content=b" " * (largest + 1))
+    assert over.status_code == 413 and f"at most {largest} bytes" in over.json()["error"]
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1024))).status_code == 200
+    assert client.post("/v2/repository/models/digits/unload", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    housing = ENVELOPE_BYTES + 32 * 8 * JSON_BYTES_PER_VALUE  # the one model left: max batch 32 of 8-value rows
+    over = client.post("/v2/models/housing/infer", content=b" " * (housing + 1))
+    assert over.status_code == 413 and f"at most {housing} bytes" in over.json()["error"]
+    assert client.post("/v2/repository/index", content=b" " * (housing + 1)).status_code == 413
+
+
+def test_large_bodies_are_decoded_off_the_event_loop(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_in: dict[int, int] = {}
+
+    def recording(body: bytes, *args: Any, **kwargs: Any) -> Any:
+        decoded_in[len(body)] = threading.get_ident()
+        return decode_infer_request(body, *args, **kwargs)
+
+    monkeypatch.setattr(dataplane, "decode_infer_request", recording)
+    small, large = infer_body(rows(1)), infer_body(rows(256))
+    assert len(small) <= dataplane.THREAD_DECODE_BYTES < len(large)
+    loop_thread = client.portal.call(threading.get_ident)
+    assert client.post("/v2/models/digits/infer", content=small).status_code == 200
+    assert client.post("/v2/models/digits/infer", content=large).status_code == 200
+    assert decoded_in[len(small)] == loop_thread and decoded_in[len(large)] != loop_thread
 
 
 def test_v1_predict_classification_gives_labels_and_softmax(client: Any) -> None:
