@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The lutnet serving image: onnxruntime behind FastAPI, speaking the Open Inference Protocol (v2).
 #
-#   docker build -t lutnet .                            serves a repository mounted at /models
+#   docker build -t lutnet .                            serves a repository mounted at /models (the last stage, `serve`)
 #   docker build --target demo -t lutnet-demo .         also bakes the exported digits model (./models)
 #
 # Where pip sits behind a TLS-intercepting proxy, hand its CA bundle in as a build secret (never a layer):
@@ -59,3 +59,7 @@ ENTRYPOINT ["lutnet", "serve"]
 FROM runtime AS demo
 ARG DEMO_REPOSITORY=models
 COPY --chown=10001:10001 ${DEMO_REPOSITORY}/ /models/
+
+# The default target (the last stage): the runtime image as it is, serving a repository mounted at /models. It comes
+# last so that a plain `docker build .` needs nothing beyond the sources; BuildKit and buildah skip the demo stage.
+FROM runtime AS serve

@@ -27,7 +27,9 @@ SUITE_COMMANDS = {
     "accuracy": "python -m benchmarks accuracy", "inference": "python -m benchmarks inference",
     "training_cost": "python -m benchmarks training", "serve_speed": "python -m benchmarks serving",
     "serving_peers": "python -m benchmarks serving", "shapes": "python -m benchmarks shapes", "tuning": "python -m benchmarks.tuning",
+    "hardening": "python -m benchmarks.hardening",
 }
+HARDENING_COST = 0.97  # issue 15: the hardening may cost at most 3% of requests per second at c=1 and c=64
 Results = dict[str, dict[str, Any]]
 
 
@@ -479,7 +481,53 @@ def target_rows(results: Results) -> list[list[object]]:
             bound = f"<= {limit} ms" if name.endswith("_ms") else f">= {limit}x"
             shown = f"{value:.1f} ms" if name.endswith("_ms") else f"{value:.2f}x"
             rows.append([f"serving (defaults): {name.replace('_', ' ')}", shown, bound, "met" if met else "**missed**"])
+    for name, ratio in results.get("hardening", {}).get("speed", {}).get("ratios", {}).items():
+        if not name.startswith("after_vs_before"):
+            continue
+        rows.append([f"hardening cost: req/s {name.replace('_', ' ')}", f"{ratio:.3f}x", f">= {HARDENING_COST}x",
+                     "met" if ratio >= HARDENING_COST else "**missed**"])
     return rows
+
+
+def hardening_rows(results: Results) -> list[list[object]]:
+    """Batch-1 traffic beside eight clients sending large bodies, before and after the hardening, fresh servers."""
+    large = results.get("hardening", {}).get("large_bodies", {})
+    rows = []
+    for load in dict.fromkeys(key.split("_", 1)[1] for key in large):
+        before, after = large.get(f"before_{load}"), large.get(f"after_{load}")
+        if before is None or after is None:
+            continue
+        rows.append([load.replace("_", " "), *(f"{run['batch1']['p99_ms']:.2f} ms" for run in (before, after)),
+                     *(f"{run['batch1']['requests_per_second']:.0f}" for run in (before, after)),
+                     *(f"{run['peak_rss_mb']:.0f} MB" for run in (before, after)),
+                     ", ".join(f"{status}: {count}" for status, count in after.get("large_body_answers", {}).items()) or "-"])
+    return rows
+
+
+def hardening_section(results: Results) -> str:
+    if "hardening" not in results:
+        return "## Hardening (issue 15)\n\n" + missing("hardening")
+    hardening = results["hardening"]
+    speed = hardening["speed"]["medians"]
+    ratios = hardening["speed"]["ratios"]
+    speed_rows = [[f"c={c}", f"{speed[f'before_c{c}']['requests_per_second']:.0f}", f"{speed[f'after_c{c}']['requests_per_second']:.0f}",
+                   f"{ratios[f'after_vs_before_c{c}']:.3f}x", f"{speed[f'before_c{c}']['server_cpu_us_per_request']:.1f}",
+                   f"{speed[f'after_c{c}']['server_cpu_us_per_request']:.1f}", f"{ratios[f'cpu_per_request_after_vs_before_c{c}']:.3f}x"]
+                  for c in (1, 64)]
+    return "\n\n".join([
+        "## Hardening (issue 15)",
+        measured_on(hardening) + f" Before: `{hardening['setup']['baseline']}`; after: this checkout; both with their defaults.",
+        "Batch-1 v2 JSON requests per second (medians of interleaved rounds):",
+        table(["concurrency", "req/s before", "req/s after", "after / before", "server CPU us/req before", "after", "after / before"], speed_rows),
+        "Load averages (1, 5, 15 min) before and after the run: "
+        + " and ".join(", ".join(f"{value:.1f}" for value in loads) for loads in hardening["setup"]["load_average_before_after"])
+        + " on 2 cores: other jobs on the machine make these figures noisy.",
+        f"Batch-1 traffic (wrk, c=1) while {hardening['setup']['senders']} clients keep sending large JSON bodies; "
+        "a fresh server for each row and side, peak resident memory (VmHWM). Status 0: the connection closed before a reply "
+        "could be read (a body over the limit is refused by its Content-Length and its connection closed while it is still being sent):",
+        table(["large bodies", "p99 before", "p99 after", "req/s before", "req/s after", "peak RSS before", "peak RSS after",
+               "large bodies answered after"], hardening_rows(results)),
+    ])
 
 
 def targets_section(results: Results) -> str:
@@ -487,11 +535,11 @@ def targets_section(results: Results) -> str:
     if not rows:
         return "## Speed targets\n\n" + missing("train_speed")
     return "## Speed targets\n\n" + "\n\n".join(
-        [measured_on(results[s]) + f" ({s})" for s in ("train_speed", "export_speed", "serve_speed") if s in results]
+        [measured_on(results[s]) + f" ({s})" for s in ("train_speed", "export_speed", "serve_speed", "hardening") if s in results]
         + [table(["what", "measured", "target", "verdict"], rows)])
 
 
-SECTIONS = (accuracy_section, inference_section, training_section, serving_section, targets_section, shapes_section, tuning_section)
+SECTIONS = (accuracy_section, inference_section, training_section, serving_section, hardening_section, targets_section, shapes_section, tuning_section)
 
 
 def render_results(results: Results) -> str:

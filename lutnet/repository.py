@@ -11,14 +11,16 @@ MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.pbtxt"
 
 # A single path component that cannot climb out of the repository: no separators, no leading dot, no "..".
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# The patterns are anchored as OpenAPI's path-parameter patterns need them.
+MODEL_NAME_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MODEL_NAME_RULE = "1-128 letters, digits, '_', '-' or '.', starting with a letter or digit, without '..'"
-_VERSION = re.compile(r"[0-9]{1,18}")
+VERSION_PATTERN = r"^[0-9]{1,18}$"
+_MODEL_NAME, _VERSION = re.compile(MODEL_NAME_PATTERN), re.compile(VERSION_PATTERN)
 
 
 def is_model_name(name: object) -> bool:
     """Whether ``name`` can name a model folder (and so a URL segment) safely."""
-    return isinstance(name, str) and _MODEL_NAME.fullmatch(name) is not None and ".." not in name
+    return isinstance(name, str) and _MODEL_NAME.fullmatch(name) is not None
 
 
 def is_version(name: str) -> bool:

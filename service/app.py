@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from lutnet.service.dataplane import DataPlane
 from lutnet.service.errors import ServiceError
 from lutnet.service.metrics import ServiceMetrics
 from lutnet.service.repository import ModelRegistry
-from lutnet.service.fastpath import InferenceRoutes, too_large
+from lutnet.service.fastpath import BodyDeadlines, InferenceRoutes, client_gone, too_large
 from lutnet.service.routes import build_routers, inference_docs_router, json_response
 from lutnet.service.settings import Settings
 
@@ -68,7 +69,8 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None) -> Fas
             raise LutnetError("model repository", expected="a directory (--repository DIR or LUTNET_REPOSITORY)", got="none")
         registry = ModelRegistry(settings.repository, settings, ServiceMetrics(settings.stats_window))
     plane = DataPlane(settings, registry, registry.metrics)
-    app = LutnetAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane))
+    deadlines = BodyDeadlines(settings.body_timeout_s)
+    app = LutnetAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane, deadlines))
     for router in build_routers(plane, settings.api_token):
         app.include_router(router)
     app.add_exception_handler(ServiceError, _service_error)
@@ -76,8 +78,8 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None) -> Fas
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     _document(app, inference_docs_router(), [schemas.InferRequest, schemas.PredictRequest, schemas.RepositoryIndexRequest])
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # the hot routes enforce the same limit themselves
-    app.hot_routes = InferenceRoutes(plane, settings.max_request_bytes)
+    app.add_middleware(BodyLimit, registry=registry, deadlines=deadlines)  # the hot routes enforce the same limits themselves
+    app.hot_routes = InferenceRoutes(plane, deadlines)
     app.state.plane = plane
     return app
 
@@ -96,8 +98,9 @@ def configure_logging(level: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(plane: DataPlane) -> AsyncIterator[None]:
-    """Lifespan: load models (sessions are created here, after any fork), poll, log statistics; drain on exit."""
+async def serving(plane: DataPlane, deadlines: BodyDeadlines) -> AsyncIterator[None]:
+    """Lifespan: load models (sessions are created here, after any fork), poll, log statistics, cut off stalled
+    bodies; drain on exit."""
     settings = plane.settings
     threads = ComputeThreads(os.cpu_count() or 1, "onnxruntime") if settings.execution != "inline" else None
     await plane.registry.start(threads)
@@ -106,7 +109,11 @@ async def serving(plane: DataPlane) -> AsyncIterator[None]:
     restore_signal = _drain_on_sigterm(plane)
     tasks = [
         asyncio.create_task(_every(seconds, job))
-        for seconds, job in ((settings.poll_seconds, plane.registry.sync), (settings.stats_log_s, _log_statistics(plane)))
+        for seconds, job in (
+            (settings.poll_seconds, plane.registry.sync),
+            (settings.stats_log_s, _log_statistics(plane)),
+            (deadlines.timeout_s / 4, deadlines.sweep),  # a stalled body is cut off within a quarter of the timeout after it
+        )
         if seconds > 0
     ]
     # Everything built so far (FastAPI, pydantic, onnxruntime bindings, the models) lives as long as the
@@ -167,34 +174,37 @@ def _log_statistics(plane: DataPlane) -> Callable[[], Any]:
 
 
 class BodyLimit:
-    """Answers 413 for a body over ``limit`` bytes: at once from Content-Length, or while a chunked body streams in."""
+    """The body limits of the hot routes for every other route: 413 for a body over the registry's ``body_limit``, at
+    once from Content-Length or while a chunked body streams in; 408 for a body that stalls (``BodyDeadlines``)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, registry: ModelRegistry, deadlines: BodyDeadlines) -> None:
         self.app = app
-        self.limit = limit
+        self.registry = registry
+        self.deadlines = deadlines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = next((int(value) for key, value in scope["headers"] if key == b"content-length"), None)
-        if length is not None and length > self.limit:
-            return await _error_response(too_large(self.limit, f"{length} bytes"))(scope, receive, send)
-        if length is None:
-            receive = self._counting(receive)
-        await self.app(scope, receive, send)
+        limit = self.registry.body_limit
+        length = next((int(value) for key, value in scope["headers"] if key == b"content-length" and value.isdigit()), None)
+        if length is not None and length > limit:
+            return await _error_response(too_large(limit, f"{length} bytes"))(scope, receive, send)
+        await self.app(scope, self._guarded(receive, limit), send)
 
-    def _counting(self, receive: Receive) -> Receive:
-        seen = 0
+    def _guarded(self, receive: Receive, limit: int) -> Receive:
+        seen, since = 0, time.monotonic()
 
-        async def counted() -> Any:
+        async def guarded() -> Any:
             nonlocal seen
-            message = await receive()
+            message = await self.deadlines.receive(receive, since)
+            if message["type"] == "http.disconnect":
+                raise client_gone()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise too_large(self.limit, f"more than {self.limit} bytes")
+            if seen > limit:
+                raise too_large(limit, f"more than {limit} bytes")
             return message
 
-        return counted
+        return guarded
 
 
 def _error_response(exc: ServiceError) -> Response:

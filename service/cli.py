@@ -35,6 +35,7 @@ FLAGS = {
     "max_queue_size": "max_queue_size",
     "max_request_bytes": "max_request_bytes",
     "request_timeout": "request_timeout_s",
+    "body_timeout": "body_timeout_s",
     "allow_nonfinite": "allow_nonfinite",
     "shutdown_grace": "shutdown_grace_s",
     "log_level": "log_level",
@@ -78,8 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-batch-size", type=int, help="most rows per request and per merged batch (default 1024, or the model's config.pbtxt)")
     add("--max-queue-delay-us", type=int, help="how long a request waits for others to join its batch (default 0)")
     add("--max-queue-size", type=int, help="most requests waiting per model; more get 503 (default 1024)")
-    add("--max-request-bytes", type=int, help="largest request body; larger get 413 (default 64 MiB)")
+    add(
+        "--max-request-bytes",
+        type=int,
+        help="largest request body; larger get 413 (default: what the loaded models accept, their max batch size of inputs at "
+        "32 bytes per value plus 64 KiB)",
+    )
     add("--request-timeout", type=float, metavar="SECONDS", help="answer 503 for a request queued longer than this (default 30)")
+    add(
+        "--body-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="answer 408 and close the connection when a request body has not all arrived this long after reading began (default 30)",
+    )
     add("--allow-nonfinite", action=argparse.BooleanOptionalAction, help="accept NaN and Inf in inputs (default: reject with 400)")
     add("--shutdown-grace", type=float, metavar="SECONDS", help="after SIGTERM, time for in-flight requests to finish (default 10)")
     add("--log-level", choices=["critical", "error", "warning", "info", "debug"], help="log level (default info)")

@@ -23,6 +23,9 @@ from lutnet.service.runtime import LoadedModel
 from lutnet.service.settings import Settings
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
+# Bodies larger than this are decoded in a worker thread: JSON of this size takes about a millisecond to decode,
+# which other clients would otherwise wait for on the event loop.
+THREAD_DECODE_BYTES = 64 * 1024
 Reply = TypeVar("Reply")
 
 
@@ -95,7 +98,7 @@ class DataPlane:
             outputs = request.selected_outputs(model.output_names, result.outputs)
             return InferReply(*encode_infer_response(model.name, model.version, request.id, outputs))
 
-        return await self._serve(model, decode, encode)
+        return await self._serve(model, decode, encode, len(body))
 
     async def predict(self, name: str, version: str | None, body: bytes) -> bytes:
         """A /v1 predict request ``{"instances": [...]}`` to labels and probabilities, or values."""
@@ -109,13 +112,16 @@ class DataPlane:
         def encode(result: BatchResult) -> bytes:
             return encode_predictions(model.name, model.version, result.outputs[output], model.card.task, model.card.labels)
 
-        return await self._serve(model, decode, encode)
+        return await self._serve(model, decode, encode, len(body))
 
-    async def _serve(self, model: LoadedModel, decode: Callable[[], tuple[dict[str, np.ndarray], int]], encode: Callable[[BatchResult], Reply]) -> Reply:
-        """Decode, run (through the model's queue if it batches), encode; every outcome is counted."""
+    async def _serve(
+        self, model: LoadedModel, decode: Callable[[], tuple[dict[str, np.ndarray], int]], encode: Callable[[BatchResult], Reply], size: int
+    ) -> Reply:
+        """Decode (a body of ``size`` bytes; a large one in a worker thread), run (through the model's queue if it batches),
+        encode; every outcome is counted."""
         started = time.perf_counter_ns()
         try:
-            inputs, rows = decode()
+            inputs, rows = decode() if size <= THREAD_DECODE_BYTES else await asyncio.to_thread(decode)
             decoded = time.perf_counter_ns()
             result = await model.infer(inputs, rows)
             computed = time.perf_counter_ns()

@@ -24,6 +24,12 @@ class Unauthorized(ServiceError):
     status_code = 401
 
 
+class Forbidden(ServiceError):
+    """A route that is switched off by the server's configuration."""
+
+    status_code = 403
+
+
 class NotFound(ServiceError):
     """Unknown model, version or route."""
 
@@ -38,6 +44,13 @@ class MethodNotAllowed(ServiceError):
     def __init__(self, method: str, path: str, allowed: str) -> None:
         super().__init__(f"method {method} is not allowed on {path}; allowed: {allowed}")
         self.headers = {"Allow": allowed}
+
+
+class RequestTimeout(ServiceError):
+    """The client stopped sending its body; the connection is closed after the answer."""
+
+    status_code = 408
+    headers = {"Connection": "close"}
 
 
 class PayloadTooLarge(ServiceError):

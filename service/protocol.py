@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ NUMERIC_KINDS = "biuf"
 # that idles between requests (cold caches make numpy's dispatch the larger cost); longer lists go through numpy.
 SHORT_LIST = 256
 EXACT_BOUND = 2.0**53  # integers up to this convert to float32 once, from the list or through float64 alike
+BRIEF = reprlib.Repr()  # reprs for error messages: nesting past maxlevel is elided, long strings and lists cut short
+BRIEF.maxlevel, BRIEF.maxstring, BRIEF.maxother, BRIEF.maxlist, BRIEF.maxdict = 4, 60, 60, 20, 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ def parse_json(data: bytes | memoryview, what: str = "request body") -> Any:
     except orjson.JSONDecodeError as exc:
         try:  # orjson refuses NaN/Infinity literals; the stdlib reads them so the finiteness check can name them.
             return json.loads(bytes(data))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest(what, expected="valid JSON", got=f"malformed JSON ({exc})") from None
 
 
@@ -220,8 +223,8 @@ def _input_spec(entry: Any, specs: Mapping[str, TensorSpec], seen: Mapping[str, 
     if not isinstance(entry, dict):
         raise BadRequest("each input", expected="an object with name, datatype, shape and data", got=_brief(entry))
     name = entry.get("name")
-    if name not in specs:
-        raise BadRequest("input name", expected=f"one of {list(specs)}", got=repr(name))
+    if type(name) is not str or name not in specs:
+        raise BadRequest("input name", expected=f"one of {list(specs)}", got=_brief(name))
     if name in seen:
         raise BadRequest(f"input {name!r}", expected="one tensor per input", got="the same name twice")
     return specs[name]
@@ -231,8 +234,8 @@ def _decode_tensor(entry: dict[str, Any], spec: TensorSpec, body: bytes, offset:
     """The input as an array of the model's dtype, and the offset of the next binary tensor."""
     what = f"input {spec.name!r}"
     datatype = entry.get("datatype")
-    if datatype not in DATATYPES:
-        got = "BYTES (string tensors are not supported)" if datatype == "BYTES" else repr(datatype)
+    if type(datatype) is not str or datatype not in DATATYPES:
+        got = "BYTES (string tensors are not supported)" if datatype == "BYTES" else _brief(datatype)
         raise BadRequest(f"{what} datatype", expected=f"{spec.datatype} or another numeric type from {list(DATATYPES)}", got=got)
     shape = _shape(entry.get("shape"), spec, what)
     count = math.prod(shape)
@@ -246,12 +249,15 @@ def _decode_tensor(entry: dict[str, Any], spec: TensorSpec, body: bytes, offset:
 
 
 def _shape(shape: Any, spec: TensorSpec, what: str) -> tuple[int, ...]:
-    if type(shape) is not list or len(shape) != len(spec.shape):
-        raise BadRequest(f"{what} shape", expected=list(spec.shape), got=_brief(shape))
-    for want, got in zip(spec.shape, shape, strict=True):
-        if type(got) is not int or got < 0 or want not in (-1, got):
-            raise BadRequest(f"{what} shape", expected=list(spec.shape), got=_brief(shape))
-    return tuple(shape)
+    if type(shape) is list and len(shape) == len(spec.shape):
+        for want, got in zip(spec.shape, shape, strict=True):
+            if type(got) is not int or got < 0 or want not in (-1, got):
+                break
+        else:
+            return tuple(shape)
+    sizes = type(shape) is list and all(type(d) is int and d >= 0 for d in shape)
+    expected = list(spec.shape) if sizes else f"a list of sizes >= 0 fitting {list(spec.shape)} (where -1 stands for any size)"
+    raise BadRequest(f"{what} shape", expected=expected, got=_brief(shape))
 
 
 def _json_values(entry: dict[str, Any], dtype: np.dtype, count: int, what: str, allow_nonfinite: bool) -> np.ndarray:
@@ -294,7 +300,7 @@ def _finite_numbers(data: list[Any]) -> bool:
     (array, astype, isfinite) of the general route."""
     try:
         return -EXACT_BOUND <= min(data) and max(data) <= EXACT_BOUND and math.isfinite(sum(data))
-    except (TypeError, ValueError):  # a string, null, list or object among the values: the general route says which
+    except (TypeError, ValueError, RecursionError):  # a string, null, list or object among the values (lists compare deeply)
         return False
 
 
@@ -375,6 +381,6 @@ def _flag(parameters: dict[str, Any], key: str, what: str) -> bool:
 
 
 def _brief(value: Any) -> str:
-    """A short description of a JSON value for an error message."""
-    text = repr(value)
+    """A short description of a JSON value for an error message (deep nesting elided: a plain repr would recurse)."""
+    text = BRIEF.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

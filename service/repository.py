@@ -20,6 +20,7 @@ from lutnet.repository import CONFIG_FILE, MODEL_FILE, MODEL_NAME_RULE, is_model
 from lutnet.service.compute import ComputeThreads
 from lutnet.service.config import BatchingPolicy, ModelConfig
 from lutnet.service.errors import BadRequest, ModelLoadError, NotFound, Unavailable
+from lutnet.service.limits import body_limit
 from lutnet.service.metrics import PERCENTILES, ServiceMetrics
 from lutnet.service.runtime import LoadedModel, create_session
 from lutnet.service.settings import Settings
@@ -64,6 +65,7 @@ class ModelRegistry:
         self._unloaded: set[str] = set()
         self._threads: ComputeThreads | None = None
         self._lock: asyncio.Lock | None = None
+        self.body_limit = body_limit(settings, [])  # largest request body accepted; follows the loaded models
 
     # -- reading (event loop, hot path) --
 
@@ -220,6 +222,7 @@ class ModelRegistry:
         models = {**self._models, name: versions} if versions else {k: v for k, v in self._models.items() if k != name}
         self._models = models
         self._defaults = {model_name: loaded[max(loaded)] for model_name, loaded in models.items()}
+        self.body_limit = body_limit(self.settings, self.loaded())
         for version, old in previous.items():
             if version not in versions:
                 self._fingerprints.pop((name, version), None)

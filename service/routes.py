@@ -14,18 +14,20 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
+from lutnet.repository import MODEL_NAME_PATTERN, VERSION_PATTERN
 from lutnet.service import schemas
 from lutnet.service.dataplane import DataPlane
-from lutnet.service.errors import BadRequest, Unauthorized, Unavailable
+from lutnet.service.errors import BadRequest, Forbidden, Unauthorized, Unavailable
 from lutnet.service.protocol import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, parse_json
 
 Handler = Callable[[Request], Awaitable[Response]]
-PATH_PARAMETERS = {
-    "model_name": "Model name: a directory of the repository.",
-    "model_version": "Model version: a numeric directory of the model; the newest loaded version when omitted.",
+PATH_PARAMETERS = {  # name -> description and the pattern the server accepts (lutnet.repository)
+    "model_name": ("Model name: a directory of the repository.", MODEL_NAME_PATTERN),
+    "model_version": ("Model version: a numeric directory of the model; the newest loaded version when omitted.", VERSION_PATTERN),
 }
 ERRORS = {
     code: {"model": schemas.ErrorBody, "description": text}
@@ -34,6 +36,17 @@ ERRORS = {
         (404, "Unknown model, version or route."),
         (413, "Body larger than max_request_bytes."),
         (503, "Server or model not ready, queue full, or shutting down."),
+    )
+}
+BODY_ERRORS = {
+    code: {"model": schemas.ErrorBody, "description": text}
+    for code, text in ((408, "The body did not all arrive within body_timeout_s; the connection is closed."),)
+}
+GUARD_ERRORS = {
+    code: {"model": schemas.ErrorBody, "description": text}
+    for code, text in (
+        (401, "Missing or wrong 'Authorization: Bearer <LUTNET_API_TOKEN>'."),
+        (403, "Repository control is off: the server has no LUTNET_API_TOKEN."),
     )
 }
 
@@ -52,8 +65,9 @@ def _documented(path: str, body: type | None = None, binary_body: bool = False) 
     """``openapi_extra`` declaring the path parameters (and the body) of a handler that reads the raw request."""
     extra: dict[str, Any] = {
         "parameters": [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": PATH_PARAMETERS[name]}
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}, "description": description}
             for name in re.findall(r"{(\w+)}", path)
+            for description, pattern in [PATH_PARAMETERS[name]]
         ]
     }
     if body is not None:
@@ -77,11 +91,24 @@ def _add(
     body: type | None = None,
     binary_body: bool = False,
     tags: list[str] | None = None,
+    errors: dict[int, Any] = ERRORS,
+    response_class: type[Response] = JSONResponse,
 ) -> None:
-    responses = {200: {"model": model}, **ERRORS} if model is not None else ERRORS
+    """Route ``method paths`` to ``handler``, documented: a 200 of ``model`` (an empty one for a ``response_class`` without a
+    media type), the errors it can answer, and its body."""
+    responses = {**errors, **(BODY_ERRORS if body is not None else {})}
+    if model is not None:
+        responses[200] = {"model": model}
     for path in paths:
         router.add_api_route(
-            path, handler, methods=[method], summary=summary, responses=responses, openapi_extra=_documented(path, body, binary_body), tags=tags
+            path,
+            handler,
+            methods=[method],
+            summary=summary,
+            responses=responses,
+            openapi_extra=_documented(path, body, binary_body),
+            tags=tags,
+            response_class=response_class,
         )
 
 
@@ -108,8 +135,15 @@ def health_router(plane: DataPlane) -> APIRouter:
     async def server_metadata(request: Request) -> Response:
         return json_response(plane.server_metadata())
 
-    _add(router, "GET", ["/v2/health/live"], live, summary="Liveness: 200 while the process serves HTTP")
-    _add(router, "GET", ["/v2/health/ready"], ready, summary="Readiness: 200 when models are loaded, 503 while starting or after SIGTERM")
+    _add(router, "GET", ["/v2/health/live"], live, summary="Liveness: 200 while the process serves HTTP", response_class=Response)
+    _add(
+        router,
+        "GET",
+        ["/v2/health/ready"],
+        ready,
+        summary="Readiness: 200 when models are loaded, 503 while starting or after SIGTERM",
+        response_class=Response,
+    )
     _add(router, "GET", ["/v2"], server_metadata, summary="Server metadata and protocol extensions", model=schemas.ServerMetadata)
     return router
 
@@ -145,7 +179,7 @@ def model_router(plane: DataPlane) -> APIRouter:
         model=schemas.Statistics,
     )
     _add(router, "GET", _model_paths(""), metadata, summary="Model metadata: versions, input and output tensors", model=schemas.ModelMetadata)
-    _add(router, "GET", _model_paths("/ready"), ready, summary="Model readiness: 200 when loaded")
+    _add(router, "GET", _model_paths("/ready"), ready, summary="Model readiness: 200 when loaded", response_class=Response)
     _add(router, "GET", _model_paths("/config"), config, summary="Model configuration (Triton JSON form) and model card")
     return router
 
@@ -154,8 +188,9 @@ def repository_router(plane: DataPlane, api_token: SecretStr | None) -> APIRoute
     router = APIRouter(tags=["repository"])
 
     def authorize(request: Request) -> None:
+        # Safe by default: with no token configured, no client can change what the server serves.
         if api_token is None:
-            return
+            raise Forbidden("repository load and unload are off: set LUTNET_API_TOKEN on the server to enable them (then send 'Authorization: Bearer <token>')")
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {api_token.get_secret_value()}".encode()):
             raise Unauthorized("this route needs the header 'Authorization: Bearer <LUTNET_API_TOKEN>'")
@@ -186,8 +221,9 @@ def repository_router(plane: DataPlane, api_token: SecretStr | None) -> APIRoute
         model=list[schemas.RepositoryEntry],
         body=schemas.RepositoryIndexRequest,
     )
-    _add(router, "POST", ["/v2/repository/models/{model_name}/load"], load, summary="Load or reload a model from disk (needs the API token when one is set)")
-    _add(router, "POST", ["/v2/repository/models/{model_name}/unload"], unload, summary="Stop serving a model (needs the API token when one is set)")
+    guarded = {**ERRORS, **GUARD_ERRORS}
+    _add(router, "POST", ["/v2/repository/models/{model_name}/load"], load, summary="Load or reload a model from disk (needs LUTNET_API_TOKEN)", errors=guarded)
+    _add(router, "POST", ["/v2/repository/models/{model_name}/unload"], unload, summary="Stop serving a model (needs LUTNET_API_TOKEN)", errors=guarded)
     return router
 
 
@@ -222,11 +258,24 @@ def inference_docs_router() -> APIRouter:
     return router
 
 
+class PrometheusText(Response):
+    """The Prometheus text format, for the document of /metrics."""
+
+    media_type = CONTENT_TYPE_LATEST
+
+
 def metrics_router(plane: DataPlane) -> APIRouter:
     router = APIRouter(tags=["metrics"])
 
     async def metrics(request: Request) -> Response:
-        return Response(plane.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return PrometheusText(plane.metrics.exposition())
 
-    _add(router, "GET", ["/metrics"], metrics, summary="Prometheus metrics: requests by outcome, latency, queue, compute and batch-size histograms")
+    _add(
+        router,
+        "GET",
+        ["/metrics"],
+        metrics,
+        summary="Prometheus metrics: requests by outcome, latency, queue, compute and batch-size histograms",
+        response_class=PrometheusText,
+    )
     return router

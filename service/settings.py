@@ -48,7 +48,19 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(1024, ge=1, description="Most rows in one request and in one merged batch.")
     max_queue_delay_us: int = Field(0, ge=0, description="How long a request may wait for others to join its batch, in microseconds.")
     max_queue_size: int = Field(1024, ge=1, description="Most requests waiting in one model's batching queue; more are answered 503.")
-    max_request_bytes: int = Field(64 * MIB, ge=1, description="Largest request body accepted; larger ones are answered 413.")
+    max_request_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Largest request body accepted; larger ones are answered 413. By default what the loaded models can accept: the "
+        "largest max batch size of any model times its input values, 32 bytes per value (a number as JSON text) plus 64 KiB, "
+        "or 64 MiB for a model with free dimensions besides the batch (lutnet.service.limits).",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request whose whole body has not arrived this many seconds after the server began reading it is answered 408 "
+        "and its connection closed (checked every quarter of this time).",
+    )
     request_timeout_s: float = Field(30.0, gt=0, description="A request still waiting in a batching queue after this many seconds is answered 503.")
     allow_nonfinite: bool = Field(False, description="Accept NaN and Inf in input tensors (rejected with 400 by default).")
     api_token: SecretStr | None = Field(None, description="When set, repository load/unload need 'Authorization: Bearer <token>'.")

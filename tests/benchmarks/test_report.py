@@ -148,3 +148,17 @@ def test_speed_targets_come_from_the_measurements_with_their_verdicts():
     assert rows[0][1:] == ["1.25x", "<= 1.3x", "met"]
     assert rows[1][0].startswith("fused linear (extrapolate clamp)") and rows[1][1:] == ["2.50x", "<= 2.0x", "**missed**"]
     assert rows[2][1:] == ["4.0 ms", "<= 10.0 ms", "met"] and len(rows) == 3
+
+
+def test_hardening_before_and_after_come_from_the_file_with_the_cost_target():
+    load = lambda rps, cpu, p99: {"requests_per_second": rps, "server_cpu_us_per_request": cpu, "p99_ms": p99}  # noqa: E731
+    speed = {f"{side}_c{c}": load(rps, 100.0, 1.0) for side, rps in (("before", 1000.0), ("after", 950.0)) for c in (1, 64)}
+    ratios = {f"after_vs_before_c{c}": 0.95 for c in (1, 64)} | {f"cpu_per_request_after_vs_before_c{c}": 1.0 for c in (1, 64)}
+    large = {"before_60MB": {"batch1": load(30.0, 0.0, 1860.0), "peak_rss_mb": 731.0, "large_body_answers": {"400": 9}},
+             "after_60MB": {"batch1": load(450.0, 0.0, 33.0), "peak_rss_mb": 107.0, "large_body_answers": {"413": 80}}}
+    hardening = {"suite": "hardening", "machine": MACHINE, "setup": {"baseline": "abc123", "senders": 8, "load_average_before_after": [[1, 1, 1]] * 2},
+                 "speed": {"medians": speed, "ratios": ratios}, "large_bodies": large}
+    text = report.render_results({"hardening": hardening})
+    assert "| c=1 | 1000 | 950 | 0.950x | 100.0 | 100.0 | 1.000x |" in text
+    assert "| 60MB | 1860.00 ms | 33.00 ms | 30 | 450 | 731 MB | 107 MB | 413: 80 |" in text
+    assert "| hardening cost: req/s after vs before c64 | 0.950x | >= 0.97x | **missed** |" in text

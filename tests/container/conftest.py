@@ -44,7 +44,8 @@ def build_context(podman_available: None, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def runtime_image(build_context: Path) -> str:
-    podman.build_image(build_context, "runtime", RUNTIME_TAG)
+    """The serving image, built as the README builds it: the default target, no --target."""
+    podman.build_image(build_context, None, RUNTIME_TAG)
     return RUNTIME_TAG
 
 

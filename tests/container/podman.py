@@ -74,14 +74,16 @@ def base_image() -> str:
     return subprocess.run([str(BASE_IMAGE_SCRIPT)], capture_output=True, text=True, check=True, timeout=900).stdout.strip()
 
 
-def build_image(context: Path, target: str, tag: str, timeout: float = 900) -> None:
-    """Builds ``target`` of the context's Dockerfile as ``tag`` through deploy/podman/build.sh."""
+def build_image(context: Path, target: str | None, tag: str, timeout: float = 900) -> None:
+    """Builds ``target`` of the context's Dockerfile (None: the default, last stage, as `docker build .` does) as ``tag``
+    through deploy/podman/build.sh."""
+    target_option = ["--target", target] if target is not None else []
     result = subprocess.run(
-        [str(BUILD_SCRIPT), "--target", target, "--tag", tag, str(context)],
+        [str(BUILD_SCRIPT), *target_option, "--tag", tag, str(context)],
         capture_output=True, text=True, timeout=timeout,
     )
     if result.returncode != 0:
-        raise PodmanError(f"build.sh --target {target} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise PodmanError(f"build.sh {' '.join(target_option)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
 
 
 def image_size_bytes(tag: str) -> int:

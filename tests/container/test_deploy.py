@@ -29,7 +29,8 @@ def deployment_container() -> dict[str, Any]:
 
 
 def container_environment() -> dict[str, str]:
-    return {variable["name"]: variable["value"] for variable in deployment_container()["env"]}
+    """The container's variables with literal values (those from a Secret are left out)."""
+    return {variable["name"]: variable["value"] for variable in deployment_container()["env"] if "value" in variable}
 
 
 def dockerfile_instruction(name: str) -> str:
@@ -53,6 +54,15 @@ def test_threads_fit_the_cpu_limit() -> None:
 def test_environment_names_real_settings() -> None:
     settings = Settings(**{name.removeprefix("LUTNET_").lower(): value for name, value in container_environment().items() if name.startswith("LUTNET_")})
     assert settings.workers >= 1
+
+
+def test_the_api_token_comes_from_a_secret() -> None:
+    """Repository control is on only with a token, and the token lives in a Secret, not in the manifest."""
+    (token,) = [variable for variable in deployment_container()["env"] if variable["name"] == "LUTNET_API_TOKEN"]
+    assert "value" not in token
+    reference = token["valueFrom"]["secretKeyRef"]
+    assert reference["name"] and reference["key"]
+    assert "api_token" in Settings.model_fields
 
 
 def test_termination_grace_outlasts_the_drain() -> None:

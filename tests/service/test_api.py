@@ -15,6 +15,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from lutnet.reference import predict_proba
+from lutnet.service import dataplane
+from lutnet.service.limits import ENVELOPE_BYTES, JSON_BYTES_PER_VALUE
+from lutnet.service.protocol import decode_infer_request
 from lutnet.service.runtime import ComputeCost
 from tests.service.conftest import binary_body, decode_binary, infer_body
 from tests.service.models import classifier, write_model
@@ -167,6 +170,43 @@ def test_bad_infer_requests_get_one_json_error_and_the_server_keeps_serving(
     assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
 
 
+DEEP = 100_000  # nesting levels: past orjson's depth limit and Python's recursion limit
+
+
+INFERENCE = ["/v2/models/digits/infer", "/v1/models/digits:predict"]
+BODY_ROUTES = [*INFERENCE, "/v2/repository/index"]
+CONFUSED_BODIES = [  # (case, routes, body)
+    ("object as input name", INFERENCE, b'{"inputs": [{"name": {}, "shape": [], "datatype": "BOOL", "data": null}]}'),
+    ("list as datatype", INFERENCE, b'{"inputs": [{"name": "input", "shape": [1, 64], "datatype": [], "data": null}]}'),
+    ("nested inputs", INFERENCE, b'{"inputs": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+    ("nested data", INFERENCE, b'{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": ' + b"[" * 1000 + b"]" * 1000 + b"}]}"),
+    ("nested instances", INFERENCE, b'{"instances": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+    ("object as ready", BODY_ROUTES, b'{"ready": {"ready": []}}'),
+    ("nested past the parser", BODY_ROUTES, b'{"inputs": ' + b"[" * DEEP + b"]" * DEEP + b"}"),
+    ("truncated", BODY_ROUTES, b'{"inputs": [{"name": "input", "shape": [1, 64], "datat'),
+    ("not UTF-8", BODY_ROUTES, b'{"inputs": "\xff\xfe"}'),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "body"),
+    [(case, path, body) for case, paths, body in CONFUSED_BODIES for path in paths],
+    ids=[f"{case} {path}" for case, paths, _ in CONFUSED_BODIES for path in paths],
+)
+def test_type_confused_and_deeply_nested_bodies_get_400(client: Any, path: str, case: str, body: bytes) -> None:
+    """Bodies that once were 500s (unhashable names, recursion) are the client's mistake on every route that reads a body."""
+    response = client.post(path, content=body)
+    assert response.status_code == 400, response.text
+    assert list(response.json()) == ["error"] and len(response.json()["error"]) < 400
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
+
+
+def test_a_negative_dimension_is_named_as_the_problem(client: Any) -> None:
+    body = orjson.dumps({"inputs": [{"name": "input", "shape": [-1, 64], "datatype": "FP32", "data": [0.0] * 64}]})
+    message = client.post("/v2/models/digits/infer", content=body).json()["error"]
+    assert message == "input 'input' shape: expected a list of sizes >= 0 fitting [-1, 64] (where -1 stands for any size), got [-1, 64]"
+
+
 def test_batch_over_the_models_max_batch_size_is_400(client: Any) -> None:
     response = client.post("/v2/models/housing/infer", content=infer_body(rows(33, width=8)))
     assert response.status_code == 400 and "batch size: expected 1 to 32 rows, got 33" in response.json()["error"]
@@ -210,6 +250,36 @@ def test_body_over_the_limit_is_413_by_length_and_by_stream(serve: Any) -> None:
     streamed = client.post("/v2/models/digits/infer", content=iter([b"x" * 1200, b"x" * 1200]))
     assert streamed.status_code == 413 and "at most 2000 bytes" in streamed.json()["error"]
     assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
+
+
+def test_the_default_body_limit_follows_the_loaded_models(serve: Any) -> None:
+    """Without max_request_bytes the limit is the largest request a loaded model accepts as JSON text, and it follows loads."""
+    client = serve(api_token="s3cret")
+    largest = ENVELOPE_BYTES + 1024 * 64 * JSON_BYTES_PER_VALUE  # digits: max batch 1024 of 64-value rows
+    over = client.post("/v2/models/housing/infer", content=b" " * (largest + 1))
+    assert over.status_code == 413 and f"at most {largest} bytes" in over.json()["error"]
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1024))).status_code == 200
+    assert client.post("/v2/repository/models/digits/unload", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    housing = ENVELOPE_BYTES + 32 * 8 * JSON_BYTES_PER_VALUE  # the one model left: max batch 32 of 8-value rows
+    over = client.post("/v2/models/housing/infer", content=b" " * (housing + 1))
+    assert over.status_code == 413 and f"at most {housing} bytes" in over.json()["error"]
+    assert client.post("/v2/repository/index", content=b" " * (housing + 1)).status_code == 413
+
+
+def test_large_bodies_are_decoded_off_the_event_loop(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_in: dict[int, int] = {}
+
+    def recording(body: bytes, *args: Any, **kwargs: Any) -> Any:
+        decoded_in[len(body)] = threading.get_ident()
+        return decode_infer_request(body, *args, **kwargs)
+
+    monkeypatch.setattr(dataplane, "decode_infer_request", recording)
+    small, large = infer_body(rows(1)), infer_body(rows(256))
+    assert len(small) <= dataplane.THREAD_DECODE_BYTES < len(large)
+    loop_thread = client.portal.call(threading.get_ident)
+    assert client.post("/v2/models/digits/infer", content=small).status_code == 200
+    assert client.post("/v2/models/digits/infer", content=large).status_code == 200
+    assert decoded_in[len(small)] == loop_thread and decoded_in[len(large)] != loop_thread
 
 
 def test_v1_predict_classification_gives_labels_and_softmax(client: Any) -> None:
@@ -303,24 +373,36 @@ def test_openapi_documents_every_route_and_the_infer_body(client: Any) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_repository_index_unload_and_load(client: Any) -> None:
+def test_repository_index_unload_and_load(serve: Any) -> None:
+    client = serve(api_token="s3cret")
+    token = {"Authorization": "Bearer s3cret"}
     index = client.post("/v2/repository/index").json()
     assert [(e["name"], e["version"], e["state"]) for e in index] == [("digits", "1", "READY"), ("digits", "2", "READY"), ("housing", "1", "READY")]
-    assert client.post("/v2/repository/models/digits/unload").status_code == 200
+    assert client.post("/v2/repository/models/digits/unload", headers=token).status_code == 200
     assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 404
     assert client.post("/v2/repository/index", content=b'{"ready": true}').json() == [{"name": "housing", "version": "1", "state": "READY", "reason": ""}]
     assert {e["reason"] for e in client.post("/v2/repository/index").json() if e["name"] == "digits"} == {"unloaded"}
-    assert client.post("/v2/repository/models/digits/load").status_code == 200
+    assert client.post("/v2/repository/models/digits/load", headers=token).status_code == 200
     assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
-    assert client.post("/v2/repository/models/nothing/load").status_code == 404
+    assert client.post("/v2/repository/models/nothing/load", headers=token).status_code == 404
     assert client.post("/v2/repository/index", content=b'{"ready": 3}').status_code == 400
+
+
+def test_load_and_unload_are_refused_without_a_configured_token(client: Any) -> None:
+    """Safe by default: with no LUTNET_API_TOKEN, repository control is 403 whatever the client sends, and nothing changes."""
+    for route in ("unload", "load"):
+        for headers in ({}, {"Authorization": "Bearer anything"}):
+            response = client.post(f"/v2/repository/models/digits/{route}", headers=headers)
+            assert response.status_code == 403 and "set LUTNET_API_TOKEN" in response.json()["error"], response.json()
+    assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
 
 
 def test_api_token_guards_load_and_unload(serve: Any) -> None:
     client = serve(api_token="s3cret")
-    for headers in ({}, {"Authorization": "Bearer wrong"}):
-        response = client.post("/v2/repository/models/digits/unload", headers=headers)
-        assert response.status_code == 401 and "Authorization: Bearer" in response.json()["error"]
+    for route in ("unload", "load"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = client.post(f"/v2/repository/models/digits/{route}", headers=headers)
+            assert response.status_code == 401 and "Authorization: Bearer" in response.json()["error"]
     assert client.post("/v2/models/digits/infer", content=infer_body(rows(1))).status_code == 200
     assert client.post("/v2/repository/models/digits/unload", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.post("/v2/repository/models/digits/load", headers={"Authorization": "Bearer s3cret"}).status_code == 200

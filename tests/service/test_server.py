@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import re
 import shlex
+import socket
 import subprocess
 import threading
 import time
@@ -124,6 +125,36 @@ def test_sigterm_turns_readiness_false_and_lets_in_flight_requests_finish(tmp_pa
     np.testing.assert_allclose(answers[0].json()["outputs"][0]["data"], expected(2, x)[0], rtol=1e-5, atol=1e-4)
     assert time.monotonic() - started < 10
     assert "SIGTERM: readiness is false" in server.output()
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (the socket's timeout bounds the wait)."""
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize("path", ["/v2/models/digits/infer", "/v2/repository/index"])
+def test_a_client_that_stops_halfway_through_a_body_gets_408_and_its_connection_closed(tmp_path: Path, path: str) -> None:
+    """A stalled body is cut off after --body-timeout on the fast path and on FastAPI's routes; everyone else is served meanwhile,
+    and a client that hangs up halfway costs nothing either."""
+    server = Server(build_repository(tmp_path / "models"), "--body-timeout", "1", log=tmp_path / "server.log")
+    body = infer_body(np.zeros((1, 64), dtype=np.float32))
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as hung_up:
+            hung_up.sendall(head + body[: len(body) // 2])
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as stalled:
+            stalled.sendall(head + body[: len(body) // 2])
+            assert httpx.post(f"{server.url}/v2/models/digits/infer", content=body, timeout=10).status_code == 200
+            reply = read_until_closed(stalled)
+        assert reply.startswith(b"HTTP/1.1 408 "), reply
+        assert b'"error":"request body: expected the whole body within 1 s (LUTNET_BODY_TIMEOUT_S)' in reply, reply
+        assert httpx.post(f"{server.url}/v2/models/digits/infer", content=body, timeout=10).status_code == 200
+    finally:
+        assert server.stop(), server.output()
+    assert "Traceback" not in server.output(), server.output()
 
 
 def test_the_unmodified_triton_client_works_with_binary_and_json_tensors(server: Server) -> None:
