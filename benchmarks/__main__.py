@@ -1,8 +1,8 @@
-"""One entry point for the evidence: ``python -m benchmarks all|accuracy|inference|training|serving|shapes|report [--quick]``.
+"""One entry point for the evidence: ``python -m benchmarks all|accuracy|inference|training|serving|shapes|fitting|report [--quick]``.
 
 Each suite writes ``benchmarks/results/<suite>.json``; ``report`` renders ``benchmarks/RESULTS.md`` (and, with
-``--readme``, the README's results section) from them. ``all`` runs every suite, then the report: about 45 minutes
-on 2 cores (``--quick``: about 10 minutes, for smoke runs). Peers' environments are built on first use
+``--readme``, the README's results section) from them. ``all`` runs every suite, then the report: about an hour and a
+half on 2 cores (``--quick``: about 10 minutes, for smoke runs). Peers' environments are built on first use
 (``python -m benchmarks.peers.setup``, about 4 minutes once).
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ SUITES = {
     "training": Suite("training_cost", 4, 2),
     "serving": Suite("serving", 6, 3),
     "shapes": Suite("shapes", 5, 2),
+    "fitting": Suite("function_fitting", 40, 2),
 }
 SUITE_HELP = {
     "accuracy": "suite 1: test accuracy at equal parameter count, lutnet (ONNX-scored) vs ReLU/GELU MLPs and peers, 5 seeds",
@@ -44,6 +45,7 @@ SUITE_HELP = {
     "training": "suite 3: seconds per training epoch on digits and MNIST-5k, ratios to ReLU",
     "serving": "suite 4: lutnet serve vs bare FastAPI, KServe and BentoML at concurrency 1/8/64 (needs wrk)",
     "shapes": "suite 5: lutnet plot of the digits and MNIST-5k models with measured distances from init and bends",
+    "fitting": "suite 6: function fitting (Friedman, Feynman formulas) at equal parameters, LUT vs ReLU/GELU MLPs and peers, 5 seeds",
 }
 
 

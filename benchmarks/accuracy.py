@@ -33,29 +33,39 @@ from benchmarks.peers.smoke import WORK as PEER_WORK
 from benchmarks.peers.smoke import run_learning_peer
 from lutnet.export.exporter import export_model
 from lutnet.errors import LutnetError
+from lutnet.training import formulas
 from lutnet.training.data import Dataset, load_dataset
 from lutnet.training.models import build_model
 from lutnet.training.trainer import TrainConfig, model_spec, train
 
 WORK = Path(__file__).resolve().parent / ".work" / "accuracy"
-BUDGETS = {"digits": 20_000, "breast_cancer": 10_000, "wine": 5_000, "diabetes": 5_000, "mnist5k": 100_000}
+BUDGETS = {"digits": 20_000, "breast_cancer": 10_000, "wine": 5_000, "diabetes": 5_000, "mnist5k": 100_000,
+           **{task: 3_000 for task in formulas.TASKS}}  # function fitting: small networks, where learned activations should tell
 SEEDS = (0, 1, 2, 3, 4)
 DEPTH = 2  # lutnet's default MLP depth (hidden=(256, 256)); only the width changes to meet the budget
-LUTNET_MODELS: dict[str, dict[str, Any]] = {  # model name -> TrainConfig overrides; each trained and exported in its own mode
+NEAREST_MAX_ERROR = 5e-3  # the deployed nearest graph: fewest pockets within this merge error (relative to the output scale)
+LUTNET_MODELS: dict[str, dict[str, Any]] = {  # model name -> TrainConfig overrides (+ "export": lutnet export options)
     "lut_linear": {"activation": "lut", "mode": "linear"},
     "lut_nearest": {"activation": "lut", "mode": "nearest"},
+    # the documented path to pockets: train linear, export nearest with --max-error
+    "lut_linear_to_nearest": {"activation": "lut", "mode": "linear", "export": {"mode": "nearest", "max_error": NEAREST_MAX_ERROR}},
     "relu": {"activation": "relu"},
     "gelu": {"activation": "gelu"},
 }
+# The models that differ in training (an "export" variant trains as its base model does).
+TRAINED_MODELS = {name: overrides for name, overrides in LUTNET_MODELS.items() if "export" not in overrides}
 LEARNING_PEERS = ("pykan", "deepsplines", "inkan")
 PEER_SECONDS = {"mnist5k": 30.0}  # training-time cap per peer run (the peers' own early stop keeps the best epoch)
 DEFAULT_PEER_SECONDS = 12.0
 PEER_EPOCHS = 60
 
 
-def metric_name(task: str) -> str:
-    """The headline metric: accuracy (higher is better) or RMSE (lower is better)."""
-    return "accuracy" if task == "classification" else "rmse"
+def metric_name(task: str, dataset: str = "") -> str:
+    """The headline metric: accuracy (higher is better), RMSE (lower is better), or for the function-fitting tasks
+    RMSE over the test targets' standard deviation (lower is better, comparable across tasks)."""
+    if task == "classification":
+        return "accuracy"
+    return "relative_rmse" if dataset in formulas.TASKS else "rmse"
 
 
 def lutnet_builder(data: Dataset, overrides: dict[str, Any]) -> Callable[[list[int], int], Any]:
@@ -67,12 +77,12 @@ def lutnet_builder(data: Dataset, overrides: dict[str, Any]) -> Callable[[list[i
     return build
 
 
-def lutnet_width(data: Dataset, overrides: dict[str, Any], budget: int) -> tuple[int, int]:
-    """The hidden width (all layers alike) whose trainable parameter count is nearest ``budget``, and that count."""
+def lutnet_width(data: Dataset, overrides: dict[str, Any], budget: int, depth: int = DEPTH) -> tuple[int, int]:
+    """The hidden width (all ``depth`` layers alike) whose trainable parameter count is nearest ``budget``, and that count."""
     build = lutnet_builder(data, overrides)
     outputs = len(data.labels) if data.task == "classification" else 1
-    width = width_for_budget(build, data.input_shape[0], outputs, budget, DEPTH)
-    return width, trainable_parameters(build(layer_widths(data.input_shape[0], width, DEPTH, outputs), 0))
+    width = width_for_budget(build, data.input_shape[0], outputs, budget, depth)
+    return width, trainable_parameters(build(layer_widths(data.input_shape[0], width, depth, outputs), 0))
 
 
 def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
@@ -84,14 +94,17 @@ def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
 
 def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any], out: Path) -> dict[str, Any]:
     """Train one lutnet model at the budget, export it as ``lutnet export`` does (verified) and score the ONNX model."""
+    overrides = dict(overrides)
+    export_options = overrides.pop("export", {})
     width, params = lutnet_width(data, overrides, budget)
     config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
                                  seed=seed, quiet=True, threads=1)
     result = train(config)
-    exported = export_model(out, verify_data=data.X_val)
+    exported = export_model(out, verify_data=data.X_val, **export_options)
     return {"hidden": list(config.hidden), "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"],
             "test": score(onnx_output(exported.model, data.X_test), data.y_test, data.task),
-            "val": score(onnx_output(exported.model, data.X_val), data.y_val, data.task), "nodes": exported.nodes}
+            "val": score(onnx_output(exported.model, data.X_val), data.y_val, data.task), "nodes": exported.nodes,
+            "exported_bins": exported.exported.spec.lut.bins if exported.exported.spec.activation == "lut" else None}
 
 
 def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
@@ -130,7 +143,7 @@ def summarize_rows(rows: list[dict[str, Any]], tasks: dict[str, str]) -> list[di
     """Mean and std over seeds of the test metric per (data set, model), and the gap to the ReLU MLP."""
     summary = []
     for dataset, task in tasks.items():
-        key = metric_name(task)
+        key = metric_name(task, dataset)
         groups: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             if row["dataset"] == dataset:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, LUTNET_MODELS, WORK, lutnet_width
+from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, TRAINED_MODELS, WORK, lutnet_width
 from benchmarks.common import record
 from benchmarks.export_speed import interleaved, onnx_runner, synthetic_checkpoint, torch_runner
 from benchmarks.peers.datasets import split_arrays, write_npz
@@ -40,7 +40,7 @@ def lutnet_checkpoints() -> dict[str, Checkpoint]:
     """A synthetic checkpoint of each lutnet variant at the digits budget width."""
     data = load_dataset(DATASET)
     checkpoints = {}
-    for name, overrides in LUTNET_MODELS.items():
+    for name, overrides in TRAINED_MODELS.items():
         width, _ = lutnet_width(data, overrides, BUDGETS[DATASET])
         config = TrainConfig(dataset=DATASET, hidden=(width,) * DEPTH, **overrides)
         checkpoints[name] = synthetic_checkpoint(model_spec(config, data))

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, LUTNET_MODELS, WORK, lutnet_width
+from benchmarks.accuracy import BUDGETS, DEPTH, LEARNING_PEERS, TRAINED_MODELS, WORK, lutnet_width
 from benchmarks.common import record, summarize
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.setup import PEERS, ensure
@@ -34,7 +34,7 @@ def lutnet_epochs(dataset: str, epochs: int, warmup: int) -> dict[str, list[floa
     """Epoch seconds of each lutnet model at its budget width, interleaved round by round."""
     data = load_dataset(dataset)
     runners = {}
-    for name, overrides in LUTNET_MODELS.items():
+    for name, overrides in TRAINED_MODELS.items():
         width, _ = lutnet_width(data, overrides, BUDGETS[dataset])
         runners[name] = epoch_runner(dataclasses.replace(TrainConfig(), **overrides, dataset=dataset, hidden=(width,) * DEPTH))
     samples: dict[str, list[float]] = {name: [] for name in runners}

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from benchmarks.accuracy import BUDGETS, DEPTH, WORK, lutnet_width, metric_name
 from benchmarks.common import write_results
+from lutnet.checkpoint import read_checkpoint
 from lutnet.training.data import load_dataset
 from lutnet.training.trainer import TrainConfig, train
 
@@ -52,6 +53,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {  # name -> TrainConfig overrides
     "nearest+bins_32+smoothness_1e-2": {"mode": "nearest", "bins": 32, "smoothness": 1e-2},
     "nearest+bins_16+table_lr_1e-4": {"mode": "nearest", "bins": 16, "table_lr": 1e-4},
 }
+# The recipe study (issue: tables that earn their keep): function fitting beside the classification sets.
+RECIPE = {
+    "gelu_mlp": {"activation": "gelu"},
+    "recalibrate_after_5": {"recalibrate_after": 5},
+    "smoothness_1e-3": {"smoothness": 1e-3},
+    "init_identity": {"init": "identity"},
+    "depth_1": {"depth": 1},
+    "depth_3": {"depth": 3},
+}
+CANDIDATES.update(RECIPE)
 QUICK = ("relu_mlp", "lut_default", "bins_16")
 
 
@@ -61,12 +72,15 @@ def validation_run(dataset: str, seed: int, overrides: dict[str, Any], out: Path
     The trainer keeps the best-on-validation epoch.
     """
     data = load_dataset(dataset, seed=seed)
-    width, params = lutnet_width(data, overrides, BUDGETS[dataset]) if budget else (TrainConfig().hidden[0], None)
-    config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=dataset, hidden=(width,) * DEPTH,
+    overrides = dict(overrides)
+    depth = overrides.pop("depth", DEPTH)
+    width, params = lutnet_width(data, overrides, BUDGETS[dataset], depth) if budget else (TrainConfig().hidden[0], None)
+    config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=dataset, hidden=(width,) * depth,
                                  seed=seed, quiet=True, threads=1)
     result = train(config)
-    best_epoch = min(range(len(result.history)), key=lambda i: result.history[i]["val_loss"]) + 1
-    return {"width": width, "params": params, "epochs": result.epochs_run, "best_epoch": best_epoch, "val": result.metrics["val"]}
+    val = {**result.metrics["val"], **({"relative_rmse": result.metrics["val"]["rmse"] / float(data.y_val.std())} if data.task == "regression" else {})}
+    moved = read_checkpoint(out).info["training"]["table_movement"]
+    return {"width": width, "params": params, "epochs": result.epochs_run, "val": val, "table_movement": moved}
 
 
 def measure(datasets: Sequence[str], candidates: Sequence[str], seeds: Sequence[int], budget: bool = True) -> list[dict[str, Any]]:
@@ -76,7 +90,7 @@ def measure(datasets: Sequence[str], candidates: Sequence[str], seeds: Sequence[
     with tqdm(total=len(datasets) * len(candidates) * len(seeds), desc="tuning", unit="run") as bar, \
             tempfile.TemporaryDirectory(dir=WORK) as runs:
         for dataset in datasets:
-            key = metric_name(load_dataset(dataset).task)
+            key = metric_name(load_dataset(dataset).task, dataset)
             for name in candidates:
                 bar.set_postfix_str(f"{dataset} {name}")
                 runs_of = []

@@ -1,4 +1,4 @@
-"""Data sets for training: the bundled sklearn sets, MNIST-5k and any CSV file, split by seed."""
+"""Data sets for training: the bundled sklearn sets, MNIST-5k, generated function-fitting tasks and any CSV file, split by seed."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +12,9 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from lutnet.errors import DataError
+from lutnet.training import formulas
 
-BUNDLED = ("digits", "breast_cancer", "wine", "iris", "diabetes", "mnist5k")
+BUNDLED = ("digits", "breast_cancer", "wine", "iris", "diabetes", "mnist5k", *formulas.TASKS)
 VALIDATION_FRACTION = 0.15
 TEST_FRACTION = 0.15
 # A numeric CSV target is a class label when it is integral with at most this many distinct values.
@@ -87,7 +88,7 @@ def _bundled(name: str) -> _Raw:
         "diabetes": lambda: _sklearn("diabetes", "regression"),
         "mnist5k": _mnist5k,
     }
-    return loaders[name]()
+    return loaders[name]() if name in loaders else _function_fitting(name)
 
 
 def _sklearn(name: str, task: str, image_shape: tuple[int, ...] | None = None) -> _Raw:
@@ -97,6 +98,11 @@ def _sklearn(name: str, task: str, image_shape: tuple[int, ...] | None = None) -
     labels = [str(v) for v in bunch.target_names] if task == "classification" else []
     y = bunch.target.astype(np.int64 if task == "classification" else np.float64)
     return _Raw(name, f"sklearn.datasets.load_{name}", task, bunch.data.astype(np.float64), y, labels, list(bunch.feature_names), image_shape)
+
+
+def _function_fitting(name: str) -> _Raw:
+    X, y, names, text = formulas.generate(name)
+    return _Raw(name, text, "regression", X, y, [], names)
 
 
 def _mnist5k() -> _Raw:

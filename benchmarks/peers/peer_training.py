@@ -172,11 +172,12 @@ def validation_score(model: ScaledModel, split: SplitArrays) -> float:
 
 
 def score(output: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
-    """Accuracy for classification; RMSE and R^2 in the target's own units for regression."""
+    """Accuracy for classification; RMSE and R^2 in the target's own units, and RMSE over the target's std, for regression."""
     if task == "classification":
         return {"accuracy": float((output.argmax(axis=1) == y).mean())}
     residual = output.reshape(-1) - y
-    return {"rmse": float(np.sqrt(np.mean(residual**2))), "r2": float(1.0 - np.sum(residual**2) / np.sum((y - y.mean()) ** 2))}
+    rmse = float(np.sqrt(np.mean(residual**2)))
+    return {"rmse": rmse, "relative_rmse": rmse / float(y.std()), "r2": float(1.0 - np.sum(residual**2) / np.sum((y - y.mean()) ** 2))}
 
 
 def export_onnx(model: nn.Module, split: SplitArrays, path: Path) -> dict[str, object]:

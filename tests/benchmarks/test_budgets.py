@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.accuracy import BUDGETS, DEPTH, LUTNET_MODELS, lutnet_width
+from benchmarks.accuracy import BUDGETS, DEPTH, TRAINED_MODELS, lutnet_width
 from lutnet.training.data import load_dataset
 from lutnet.training.trainer import TrainConfig
 
-CASES = [(dataset, model) for dataset in BUDGETS for model in LUTNET_MODELS]
+CASES = [(dataset, model) for dataset in BUDGETS for model in TRAINED_MODELS]
 
 
 def mlp_parameters(inputs: int, width: int, outputs: int, activation: str, bins: int) -> int:
@@ -24,10 +24,10 @@ def datasets():
 @pytest.mark.parametrize(("dataset", "model"), CASES)
 def test_width_meets_the_budget_and_counts_tables(datasets, dataset, model):
     data = datasets[dataset]
-    activation = LUTNET_MODELS[model]["activation"]
-    width, params = lutnet_width(data, LUTNET_MODELS[model], BUDGETS[dataset])
+    activation = TRAINED_MODELS[model]["activation"]
+    width, params = lutnet_width(data, TRAINED_MODELS[model], BUDGETS[dataset])
     outputs = len(data.labels) if data.task == "classification" else 1
-    assert params == mlp_parameters(data.input_shape[0], width, outputs, activation, bins=LUTNET_MODELS[model].get("bins", TrainConfig().bins))
+    assert params == mlp_parameters(data.input_shape[0], width, outputs, activation, bins=TRAINED_MODELS[model].get("bins", TrainConfig().bins))
     assert abs(params - BUDGETS[dataset]) <= 0.05 * BUDGETS[dataset]
 
 

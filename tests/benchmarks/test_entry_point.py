@@ -15,7 +15,7 @@ def test_every_suite_states_how_long_it_takes(capsys, monkeypatch):
     for name, suite in entry.SUITES.items():
         assert f"{name} {entry.SUITE_HELP[name]} (~{suite.minutes} min on 2 cores; --quick ~{suite.quick_minutes} min)" in text
     assert f"~{sum(s.minutes for s in entry.SUITES.values())} min on 2 cores" in text
-    assert sum(s.minutes for s in entry.SUITES.values()) <= 60
+    assert sum(s.minutes for s in entry.SUITES.values()) <= 90  # what README.md states for make bench
 
 
 def test_report_with_a_readme_lacking_markers_fails_cleanly(tmp_path, capsys):

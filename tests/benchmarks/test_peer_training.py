@@ -83,7 +83,7 @@ def test_regression_is_scored_in_the_targets_units(tmp_path, capsys):
     write_npz(split, tmp_path / "diabetes.npz")
     assert run_peer("relu", relu_mlp, [], [str(tmp_path / "diabetes.npz"), "--params", "2000", "--max-epochs", "30"]) == 0
     (run,) = json.loads(capsys.readouterr().out)["runs"]
-    assert set(run["test"]) == {"rmse", "r2"}
+    assert set(run["test"]) == {"rmse", "relative_rmse", "r2"}
     assert run["test"]["r2"] > 0.2 and 30 < run["test"]["rmse"] < float(np.std(y))
 
 
