@@ -61,6 +61,8 @@ RECIPE = {
     "init_identity": {"init": "identity"},
     "depth_1": {"depth": 1},
     "depth_3": {"depth": 3},
+    "table_constant": {"table_schedule": "constant"},
+    "table_lr_3e-3+constant": {"table_lr": 3e-3, "table_schedule": "constant"},
 }
 CANDIDATES.update(RECIPE)
 QUICK = ("relu_mlp", "lut_default", "bins_16")

@@ -10,7 +10,7 @@ from lutnet.lut import EXTRAPOLATIONS, INIT_FUNCTIONS, MODES
 from lutnet.spec import ACTIVATIONS, FAMILIES, POOLINGS
 from lutnet.training import native
 from lutnet.training.data import BUNDLED
-from lutnet.training.trainer import SELECTIONS, TrainConfig, read_resume_state, train
+from lutnet.training.trainer import SELECTIONS, TABLE_SCHEDULES, TrainConfig, read_resume_state, train
 
 DEFAULTS = TrainConfig()
 
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--weight-decay", "AdamW weight decay of weights and biases", type=_number(float, 0.0, "a number >= 0"))
     add("--table-lr", "learning rate of the tables", type=_number(float, 1e-12, "a positive number"))
     add("--table-weight-decay", "AdamW weight decay of the tables", type=_number(float, 0.0, "a number >= 0"))
+    add("--table-schedule", "the tables' learning-rate schedule: 'cosine' decays it with the weights', 'constant' keeps it",
+        choices=TABLE_SCHEDULES)
     add("--smoothness", "weight of the TV(2) smoothness penalty on the tables", type=_number(float, 0.0, "a number >= 0"))
     add("--calibration-size", "training rows used to calibrate table ranges", type=_number(int, 1, "an integer >= 1"))
     add("--percentiles", "LOW,HIGH percentiles of the pre-activations that become each table's range",

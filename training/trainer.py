@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import platform
 import sys
@@ -51,6 +52,7 @@ EVAL_BATCH = 2048
 # Settings that only say how or where to run; everything else defines the run and must match on --resume.
 RUNTIME_FIELDS = ("device", "threads", "out", "resume", "quiet", "stop_after")
 SELECTIONS = ("metric", "loss")
+TABLE_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -77,6 +79,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     table_lr: float = 1e-3
     table_weight_decay: float = 0.0
+    table_schedule: str = "cosine"  # "cosine": the tables' rate decays with the weights'; "constant": it stays
     smoothness: float = 1e-4
     calibration_size: int = 512
     percentiles: tuple[float, float] = (1.0, 99.0)
@@ -154,7 +157,7 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
     calibrate_model(model, calibration, config.percentiles)
     optimizer = make_optimizer(model, config)
     steps_per_epoch = -(-len(X["train"]) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    scheduler = make_scheduler(optimizer, config.table_schedule, config.epochs * steps_per_epoch)
     best = {"epoch": 0, "score": [float("inf")], "state": copy.deepcopy(model.state_dict())}  # epoch 0: none yet
     history: list[dict[str, Any]] = []
     if saved is not None:
@@ -274,6 +277,17 @@ def make_optimizer(model: LutnetModel, config: TrainConfig) -> torch.optim.AdamW
     if tables:
         groups.append({"params": tables, "lr": config.table_lr, "weight_decay": config.table_weight_decay})
     return torch.optim.AdamW(groups, fused=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, table_schedule: str, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine decay to zero over ``steps`` for every parameter group; with ``constant`` the tables' group keeps its rate."""
+    if table_schedule not in TABLE_SCHEDULES:
+        raise LutnetError("--table-schedule", expected=f"one of {list(TABLE_SCHEDULES)}", got=repr(table_schedule))
+    if table_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    cosine = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))  # noqa: E731
+    constant = lambda step: 1.0  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [cosine, constant][: len(optimizer.param_groups)])
 
 
 def epoch_batches(size: int, batch_size: int, seed: int, epoch: int, dist: Distributed) -> list[tuple[np.ndarray, int]]:

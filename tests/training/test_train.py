@@ -20,7 +20,7 @@ from lutnet.export.verify import probe_inputs
 from lutnet.spec import ModelSpec
 from lutnet.training.data import load_dataset
 from lutnet.training.models import build_model
-from lutnet.training.trainer import Distributed, epoch_batches, step_loss
+from lutnet.training.trainer import Distributed, epoch_batches, make_scheduler, step_loss
 
 FAST = ["--hidden", "32,32", "--lr", "1e-2", "--table-lr", "1e-2", "--threads", "1", "--quiet"]
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -296,3 +296,16 @@ def test_the_console_script_prints_one_line_and_no_traceback(tmp_path: Path) -> 
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     assert completed.stderr.strip().splitlines() == [f"lutnet train: error: data file {tmp_path / 'x.csv'}: expected an existing CSV file, got no such file"]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("schedule", "table_factor"), [("cosine", 0.5), ("constant", 1.0)])
+def test_table_schedule_decays_or_keeps_the_tables_rate(schedule: str, table_factor: float) -> None:
+    """Halfway through, the weights' rate is half its start under cosine decay; the tables' follows it or stays."""
+    weights, tables = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.AdamW([{"params": [weights], "lr": 1e-3}, {"params": [tables], "lr": 1e-2}])
+    scheduler = make_scheduler(optimizer, schedule, steps=10)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-3)
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(1e-2 * table_factor)
