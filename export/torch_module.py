@@ -253,7 +253,7 @@ def _name_placeholders(proto: onnx.ModelProto) -> None:
         if is_placeholder(node):
             scopes = {m.key: m.value for m in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
             if scopes:
-                node.name = ".".join(ast.literal_eval(scopes)[1:-1])
+                node.name = ast.literal_eval(scopes)[-2]  # cumulative scopes: the last but one is the layer's full path
 
 
 @dataclass(frozen=True)
