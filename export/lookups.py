@@ -10,10 +10,10 @@ of ``fold.segment_table``. The lookup needs the coordinate ``v = rows * x + shif
 |---|---|
 | ``Gemm`` with constant ``B`` (and ``C``), channels on axis 1 | ``B``'s output rows and ``C`` |
 | ``Conv`` with constant weights, channels on axis 1 | the output channels' filters and the bias |
-| ``BatchNormalization`` (inference) after such a ``Conv``/``Gemm`` | composed with the normalization, then as above; the node goes |
 | ``Add(MatMul(h, W), c)`` or ``MatMul(h, W)``, constant ``W`` and ``c``, channels last | ``W``'s columns and ``c`` (an ``Add`` of the shift when there is no ``c``) |
 
-Anything else (a residual add, a LayerNorm or attention output, a graph input, a value used twice) keeps
+An inference ``BatchNormalization`` after a ``Conv`` or ``Gemm`` is already folded into it by torch.onnx's
+optimizer (onnxscript's rewrite rules), so the map folds into the result. Anything else (a residual add, a LayerNorm or attention output, a graph input, a value used twice) keeps
 the map as one ``Mul`` and one ``Add`` before the lookup.
 """
 from __future__ import annotations
@@ -176,8 +176,6 @@ class _Graph:
             return None
         channels_first = settings.dim == 1
         channels_last = settings.dim == settings.rank - 1
-        if producer.op_type == "BatchNormalization" and channels_first:
-            return self.fold_batch_norm(producer, rows, shift, settings)
         if producer.op_type == "Gemm" and channels_first:
             return self.fold_gemm(producer, rows, shift)
         if producer.op_type == "Conv" and channels_first:
@@ -185,21 +183,6 @@ class _Graph:
         if producer.op_type in ("Add", "MatMul") and channels_last:
             return self.fold_matmul(producer, rows, shift)
         return None
-
-    def fold_batch_norm(self, norm: onnx.NodeProto, rows: np.ndarray, shift: np.ndarray, settings: LookupSettings) -> str | None:
-        """``BatchNormalization`` is ``g x + c`` per channel: composed into the map, which then folds into its producer."""
-        attributes = {a.name: helper.get_attribute_value(a) for a in norm.attribute}
-        parameters = [self.constant(name) for name in norm.input[1:5]]
-        if len(norm.output) != 1 or attributes.get("training_mode", 0) or any(p is None for p in parameters):
-            return None
-        scale, bias, mean, var = parameters
-        gain = scale / np.sqrt(var + attributes.get("epsilon", 1e-5))
-        inner = self.fold(norm.input[0], rows * gain, rows * (bias - mean * gain) + shift, settings)
-        if inner is None:
-            return None
-        self.producers[norm.input[0]].output[0] = norm.output[0]  # the producer now computes v under the norm's output name
-        self.nodes.remove(norm)
-        return f"{inner}+BatchNormalization"
 
     def fold_gemm(self, gemm: onnx.NodeProto, rows: np.ndarray, shift: np.ndarray) -> str | None:
         attributes = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,15 +205,21 @@ def _capture_problem(exc: Exception) -> str:
 
 
 def _translation_problem(exc: BaseException, program: Any) -> str:
-    """The operator torch.onnx could not translate and the module path that calls it, when the error names one."""
+    """The operator torch.onnx could not translate and the module path that calls it, when the error names one.
+
+    torch.onnx reports the operator after decomposition (``prims.bessel_j0`` for ``aten.special_bessel_j0``), so the
+    module is that of the captured operator whose name ends with the reported one.
+    """
     text = "\n".join(str(e) for e in _chain(exc))
-    for node in program.graph.nodes:
-        target = str(node.target)
-        if node.op == "call_function" and target in text and ("aten." in target or "::" in target or "." in target):
-            scope = node.meta.get("nn_module_stack") or {}
-            path = list(scope.values())[-1][0] if scope else "the top-level module"
-            return f"operator {target} (called in module {path or 'the top-level module'}) has no ONNX translation"
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    reported = re.search(r"target=torch\.ops\.([\w.]+)", text)
+    if reported is None:
+        return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    operator = reported.group(1)
+    base = operator.split(".")[1] if "." in operator else operator
+    paths = [list((node.meta.get("nn_module_stack") or {"": ("", None)}).values())[-1][0] for node in program.graph.nodes
+             if node.op == "call_function" and str(getattr(node.target, "_opname", "")).endswith(base)]
+    where = f"module {paths[0]!r}" if paths and paths[0] else "the top-level module"
+    return f"operator {operator} (called in {where}) has no ONNX translation"
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:
