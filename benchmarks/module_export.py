@@ -71,7 +71,7 @@ def measure_example(example: Example, quick: bool) -> dict[str, Any]:
         samples: dict[str, list[float]] = {kind: [] for kind in sessions}
         for _ in range(3 if quick else 7):  # interleaved rounds: drift on a shared machine hits all three alike
             for kind, s in sessions.items():
-                samples[kind] += time_call(lambda s=s: s.run(None, feeds), repeats=repeats)
+                samples[kind] += time_call(lambda s=s, feeds=feeds: s.run(None, feeds), repeats=repeats)
         medians = {kind: statistics.median(v) for kind, v in samples.items()}
         result[f"batch_{batch}"] = {
             "median_us": {kind: round(m * 1e6, 2) for kind, m in medians.items()},

@@ -10,11 +10,12 @@ of ``fold.segment_table``. The lookup needs the coordinate ``v = rows * x + shif
 |---|---|
 | ``Gemm`` with constant ``B`` (and ``C``), channels on axis 1 | ``B``'s output rows and ``C`` |
 | ``Conv`` with constant weights, channels on axis 1 | the output channels' filters and the bias |
-| ``Add(MatMul(h, W), c)`` or ``MatMul(h, W)``, constant ``W`` and ``c``, channels last | ``W``'s columns and ``c`` (an ``Add`` of the shift when there is no ``c``) |
+| ``Add(MatMul(h, W), c)`` or ``MatMul(h, W)``, constant ``W``, ``c``; channels last | ``W``'s columns and ``c`` (else an ``Add``) |
 
 An inference ``BatchNormalization`` after a ``Conv`` or ``Gemm`` is already folded into it by torch.onnx's
-optimizer (onnxscript's rewrite rules), so the map folds into the result. Anything else (a residual add, a LayerNorm or attention output, a graph input, a value used twice) keeps
-the map as one ``Mul`` and one ``Add`` before the lookup.
+optimizer (onnxscript's rewrite rules), so the map folds into the result. Anything else (a residual add, a
+LayerNorm or attention output, a graph input, a value used twice) keeps the map as one ``Mul`` and one ``Add``
+before the lookup.
 """
 from __future__ import annotations
 

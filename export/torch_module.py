@@ -123,7 +123,8 @@ def _target(out: str | os.PathLike[str] | None, root: str | os.PathLike[str] | N
     if out is not None and root is not None:
         raise ModuleExportError("out and repository", expected="at most one of them", got="both")
     if (root is None) != (name is None) or (version is not None and root is None):
-        raise ModuleExportError("name and version", expected="name (and optionally version) together with repository", got=f"name={name!r}, version={version!r}")
+        got = f"name={name!r}, version={version!r}"
+        raise ModuleExportError("name and version", expected="name (and optionally version) together with repository", got=got)
     if out is not None:
         check_writable(Path(out))
         return Target(Path(out), None, Path(out).stem, 1)
@@ -288,9 +289,9 @@ def _probes(inputs: tuple[torch.Tensor, ...], extra: tuple[torch.Tensor, ...] | 
             probes.append(torch.cat([x, x[picks]]))
             continue
         mean, spread = x.mean(0, keepdim=True), x.std(0, keepdim=True).clamp_min(1e-3)
-        draw = lambda scale: mean + scale * spread * torch.randn(x.shape, generator=generator, dtype=x.dtype)  # noqa: E731
+        far = [mean + scale * spread * torch.randn(x.shape, generator=generator, dtype=x.dtype) for scale in EXTREME_SCALES]
         huge = HUGE * spread * torch.randint(2, x.shape, generator=generator).mul(2).sub(1).to(x.dtype)
-        probes.append(torch.cat([x, torch.zeros_like(x[:1]), *(draw(s) for s in EXTREME_SCALES), huge]))
+        probes.append(torch.cat([x, torch.zeros_like(x[:1]), *far, huge]))
     return Probes(tuple(probes), rows)
 
 
