@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,export,serve,mnist,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,export,module-export,serve,mnist,dev]'
 	touch $@
 
 demo: setup

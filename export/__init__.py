@@ -1,4 +1,7 @@
-"""Merge a checkpoint into a fused ONNX graph, verify it against the numpy reference, write it to a model repository."""
+"""Merge a checkpoint (or any torch module with LUT layers) into a fused ONNX graph, verify it, write it to a model repository.
+
+``export_module`` needs torch and imports it only when called.
+"""
 from __future__ import annotations
 
 from lutnet.errors import require_extra
@@ -7,16 +10,22 @@ require_extra("lutnet.export", "export", "onnx", "onnxruntime")
 
 from lutnet.export.exporter import ExportResult, export_file, export_model, export_to_repository
 from lutnet.export.graph import build_graph
+from lutnet.export.lookups import LoweredModel, lower_lookups
+from lutnet.export.torch_module import ModuleExportError, export_module
 from lutnet.export.verify import Verification, VerificationError, probe_inputs, verify
 
 __all__ = [
     "ExportResult",
+    "LoweredModel",
+    "ModuleExportError",
     "Verification",
     "VerificationError",
     "build_graph",
     "export_file",
+    "export_module",
     "export_model",
     "export_to_repository",
+    "lower_lookups",
     "probe_inputs",
     "verify",
 ]

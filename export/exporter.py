@@ -62,7 +62,7 @@ def export_model(
 def export_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], **options: object) -> ExportResult:
     """Export checkpoint directory ``src`` to the ONNX file ``dst`` (written atomically, only after verification)."""
     dst = Path(dst)
-    _check_writable(dst)
+    check_writable(dst)
     result = export_model(src, **options)  # type: ignore[arg-type]
     try:
         write_bytes_atomic(dst, result.model)
@@ -112,6 +112,11 @@ def _check_options(checkpoint: Checkpoint, mode: str | None, bins_out: int | Non
     asked = [flag for flag, value in (("--mode", mode), ("--bins-out", bins_out), ("--max-error", max_error)) if value is not None]
     if asked and checkpoint.spec.activation != "lut":
         raise LutnetError(f"{' and '.join(asked)}", expected="a LUT model", got=f"a {checkpoint.spec.activation} baseline")
+    check_resolution(mode, bins_out, max_error)
+
+
+def check_resolution(mode: str | None, bins_out: int | None, max_error: float | None) -> None:
+    """The lookup mode and resolution options, each valid and at most one of ``bins_out`` and ``max_error``."""
     if mode is not None and mode not in MODES:
         raise LutnetError("--mode", expected=f"one of {list(MODES)}", got=repr(mode))
     if bins_out is not None and max_error is not None:
@@ -122,7 +127,8 @@ def _check_options(checkpoint: Checkpoint, mode: str | None, bins_out: int | Non
         raise LutnetError("--max-error", expected="a positive number", got=repr(max_error))
 
 
-def _check_writable(dst: Path) -> None:
+def check_writable(dst: Path) -> None:
+    """Raise unless ``dst`` can become a file: not a folder, in an existing writable folder (checked before any work)."""
     if dst.is_dir():
         raise LutnetError(f"output {dst}", expected="a file path", got="a directory")
     if not dst.parent.is_dir() or not os.access(dst.parent, os.W_OK):

@@ -30,8 +30,9 @@ GELU_OPSET = 20  # Gelu is an operator from opset 20; below it the exact erf for
 class GraphBuilder:
     """Accumulates nodes and float32 initializers; each method returns the name of the value it produced."""
 
-    def __init__(self, opset: int) -> None:
+    def __init__(self, opset: int, prefix: str = "") -> None:
         self.opset = opset
+        self.prefix = prefix  # keeps the names of values and initializers apart from those of a graph they are added to
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
         self._count = 0
@@ -48,7 +49,7 @@ class GraphBuilder:
 
     def fresh_name(self, hint: str) -> str:
         self._count += 1
-        return f"{hint}_{self._count}"
+        return f"{self.prefix}{hint}_{self._count}"
 
     def lookup(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
         """Evaluate the segment table at coordinates ``v`` of shape ``[N, C]``."""
@@ -65,6 +66,22 @@ class GraphBuilder:
         along = clipped if table.flat_edges else v
         return self.op("Add", [self.op("Mul", [along, slope]), intercept], output=output)
 
+    def lookup_along(self, v: str, table: SegmentTable, layer: int, dim: int, rank: int, output: str | None = None) -> str:
+        """Evaluate the segment table at coordinates ``v`` of any shape with channels on ``dim`` of ``rank``.
+
+        The lookup takes ``[N, C]``: channels move last (``Transpose``) and the rest flattens into rows, then both undo.
+        """
+        if (dim, rank) == (1, 2):
+            return self.lookup(v, table, layer, output)
+        perm = [d for d in range(rank) if d != dim] + [dim]
+        last = v if dim == rank - 1 else self.op("Transpose", [v], perm=perm)  # (..., C)
+        flat = self.op("Reshape", [last, self.constant("shape", np.array([-1, table.intercept.shape[1]]), np.int64)])
+        y = self.lookup(flat, table, layer)
+        if dim == rank - 1:
+            return self.op("Reshape", [y, self.op("Shape", [last])], output=output)
+        back = self.op("Reshape", [y, self.op("Shape", [last])])
+        return self.op("Transpose", [back], output=output, perm=np.argsort(perm).tolist())
+
     def activation(self, x: str, layer: FusedLayer, index: int, spatial: tuple[int, int] | None) -> str:
         """The layer's activation of ``x`` (``[B, C]``, or ``[B, C, H, W]`` with ``spatial``), named ``activation_output(index)``."""
         output = activation_output(index)
@@ -73,14 +90,7 @@ class GraphBuilder:
         if layer.activation == "gelu":
             return self.gelu(x, output)
         assert layer.table is not None
-        if spatial is None:
-            return self.lookup(x, layer.table, index, output)
-        channels = layer.bias.shape[0]
-        last = self.op("Transpose", [x], perm=[0, 2, 3, 1])  # (B, H, W, C)
-        flat = self.op("Reshape", [last, self.constant("shape", np.array([-1, channels]), np.int64)])
-        out = self.lookup(flat, layer.table, index)
-        back = self.op("Reshape", [out, self.constant("shape", np.array([-1, *spatial, channels]), np.int64)])
-        return self.op("Transpose", [back], output=output, perm=[0, 3, 1, 2])
+        return self.lookup_along(x, layer.table, index, 1, 2 if spatial is None else 4, output)
 
     def gelu(self, x: str, output: str) -> str:
         if self.opset >= GELU_OPSET:

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+
+import onnx
+from onnx import TensorProto
 
 from lutnet import metadata, model_config
 from lutnet.atomic import staging_directory, write_text_atomic
@@ -11,6 +15,8 @@ from lutnet.errors import LutnetError
 from lutnet.repository import CONFIG_FILE, MODEL_FILE, MODEL_NAME_RULE, is_model_name, is_version
 
 DEFAULT_MAX_BATCH_SIZE = 1024
+TRITON_TYPES = {TensorProto.FLOAT: "TYPE_FP32", TensorProto.DOUBLE: "TYPE_FP64", TensorProto.FLOAT16: "TYPE_FP16", TensorProto.INT64: "TYPE_INT64",
+                TensorProto.INT32: "TYPE_INT32", TensorProto.INT8: "TYPE_INT8", TensorProto.UINT8: "TYPE_UINT8", TensorProto.BOOL: "TYPE_BOOL"}
 
 
 class RepositoryError(LutnetError):
@@ -38,6 +44,22 @@ def config_pbtxt(name: str, input_dims: list[int], output_dims: list[int], max_b
     """Triton model configuration; dims exclude the batch dimension, which ``max_batch_size`` implies."""
     config = model_config.onnx_model(name, input_dims, output_dims, max_batch_size, metadata.DEFAULT_INPUT_NAME, metadata.DEFAULT_OUTPUT_NAME)
     return model_config.to_text(config)
+
+
+def config_pbtxt_for(name: str, proto: onnx.ModelProto, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> str:
+    """Triton model configuration of an ONNX model's every input and output (batch dimension first, dropped from the dims)."""
+    def tensors(values: Sequence[onnx.ValueInfoProto]) -> list[tuple[str, str, list[int]]]:
+        return [(v.name, TRITON_TYPES[v.type.tensor_type.elem_type], _dims(v)[1:]) for v in values]
+
+    unknown = [v.name for v in (*proto.graph.input, *proto.graph.output) if v.type.tensor_type.elem_type not in TRITON_TYPES]
+    if unknown:
+        raise RepositoryError("tensor types of the model", expected=f"ONNX types with a Triton name ({sorted(TRITON_TYPES.values())})", got=unknown)
+    config = model_config.onnx_model_of(name, tensors(proto.graph.input), tensors(proto.graph.output), max_batch_size)
+    return model_config.to_text(config)
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int]:
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
 
 
 def resolve_version(repository: str | os.PathLike[str], name: str, version: int | None) -> int:

@@ -118,10 +118,17 @@ def parse(text: str, source: str = "config.pbtxt") -> Any:
 
 def onnx_model(name: str, input_dims: list[int], output_dims: list[int], max_batch_size: int,
                input_name: str, output_name: str) -> Any:
-    """The configuration of one float32 ONNX model with a batch dimension, dynamic batching on (for Triton)."""
+    """The configuration of an ONNX model with one float32 input and output and a batch dimension, dynamic batching on (for Triton)."""
+    return onnx_model_of(name, [(input_name, "TYPE_FP32", input_dims)], [(output_name, "TYPE_FP32", output_dims)], max_batch_size)
+
+
+def onnx_model_of(name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]], max_batch_size: int) -> Any:
+    """The configuration of an ONNX model with a batch dimension, dynamic batching on; tensors as ``(name, TYPE_*, dims)``."""
     config = ModelConfig(name=name, platform=PLATFORM, max_batch_size=max_batch_size)
-    config.input.add(name=input_name, data_type="TYPE_FP32", dims=input_dims)
-    config.output.add(name=output_name, data_type="TYPE_FP32", dims=output_dims)
+    for tensor_name, data_type, dims in inputs:
+        config.input.add(name=tensor_name, data_type=data_type, dims=dims)
+    for tensor_name, data_type, dims in outputs:
+        config.output.add(name=tensor_name, data_type=data_type, dims=dims)
     config.dynamic_batching.SetInParent()
     return config
 

@@ -30,7 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
+from lutnet.errors import LutnetError
 from lutnet.lut import init_table, resample_table
 from lutnet.spec import LUTSpec
 from lutnet.training.native import kernel
@@ -120,34 +122,110 @@ def add_smoothness_gradients_(layers: list[LUTActivation], weight: float) -> Non
         layer.table.grad.add_(layer.smoothness_gradient(), alpha=weight)
 
 
-class LUTActivation(nn.Module):
+class ChannelError(LutnetError, ValueError):
+    """A LUT layer got an input whose channel dimension does not match its table."""
+
+
+@torch.library.custom_op("lutnet::lut_lookup", mutates_args=())
+def lut_lookup(x: torch.Tensor, table: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, dim: int, channels: int,
+               mode: str, extrapolate: str) -> torch.Tensor:
+    """One LUT layer as a single opaque operator: what ``torch.onnx.export`` sees of a :class:`LUTActivation`.
+
+    ``lutnet.export`` translates it to one ONNX placeholder node (``lutnet.export.lookups``), which its
+    ONNX-level pass folds and replaces by the Gather-family lookup. Eagerly it computes the layer's function.
+    """
+    moved = x.movedim(dim, 1)
+    shape = (1, -1, 1)
+    step = (hi - lo) / (table.shape[1] - 1)
+    offsets = torch.arange(len(lo), dtype=x.dtype) * table.shape[1]
+    flat = moved.reshape(moved.shape[0], channels, -1).contiguous()  # (B, C, N)
+    y = _Lookup.apply(flat, table, lo.view(shape), step.view(shape), offsets.view(shape), mode == "nearest", extrapolate == "clamp")
+    return y.reshape(moved.shape).movedim(1, dim)
+
+
+@lut_lookup.register_fake
+def _lut_lookup_shape(x: torch.Tensor, table: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, dim: int, channels: int,
+                      mode: str, extrapolate: str) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class LUTActivation(LazyModuleMixin, nn.Module):
     """Per-channel learned activation: ``T[C, K+1]`` knots over ``[lo_c, hi_c]`` (one shared row if ``shared``).
 
-    Input ``[B, C]`` or ``[B, C, H, W]`` (channels on dim 1). ``table`` is a parameter; ``lo`` and ``hi``
-    are buffers, set by :meth:`calibrate`. The function equals ``lutnet.lut.lut_forward``.
+    Channels sit on dimension ``dim`` of the input: 1 for ``[B, C]`` and ``[B, C, H, W]``, -1 for
+    channels-last ``[B, T, C]``. With ``channels=None`` the layer is lazy (like ``nn.LazyLinear``): the
+    first forward pass (a calibration, or one example batch) reads the channel count and creates the
+    table. ``table`` is a parameter; ``lo`` and ``hi`` are buffers, set by :meth:`calibrate`. The function
+    equals ``lutnet.lut.lut_forward`` along ``dim``.
     """
 
     # Defaults are LUTSpec's, so a layer built by hand matches one built from a model spec.
-    def __init__(self, channels: int, bins: int = LUTSpec.bins, range: tuple[float, float] = LUTSpec.range, mode: str = LUTSpec.mode,
-                 extrapolate: str = LUTSpec.extrapolate, init: str = LUTSpec.init, shared: bool = LUTSpec.shared) -> None:
+    def __init__(self, channels: int | None = None, bins: int = LUTSpec.bins, range: tuple[float, float] = LUTSpec.range,
+                 mode: str = LUTSpec.mode, extrapolate: str = LUTSpec.extrapolate, init: str = LUTSpec.init, shared: bool = LUTSpec.shared,
+                 dim: int = 1) -> None:
         super().__init__()
         LUTSpec(bins=bins, mode=mode, extrapolate=extrapolate, init=init, shared=shared, range=tuple(range)).validate("LUTActivation")
+        if channels is not None and not (isinstance(channels, int) and channels >= 1):
+            raise LutnetError("LUTActivation channels", expected="a positive integer, or None to infer it from the first input", got=repr(channels))
         self.channels, self.bins, self.mode, self.extrapolate, self.init = channels, bins, mode, extrapolate, init
-        rows = 1 if shared else channels
-        lo, hi = np.full(rows, float(range[0])), np.full(rows, float(range[1]))
-        self.table = nn.Parameter(torch.tensor(init_table(init, lo, hi, bins), dtype=torch.float32))  # (R, K+1)
-        self.register_buffer("lo", torch.tensor(lo, dtype=torch.float32))  # (R,)
-        self.register_buffer("hi", torch.tensor(hi, dtype=torch.float32))  # (R,)
+        self.dim, self.range, self._shared = dim, (float(range[0]), float(range[1])), shared
         self._grid_key: tuple = ()
         self._grid: tuple[torch.Tensor, ...] = ()
+        if channels is None:
+            self.table = nn.UninitializedParameter()
+            self.register_buffer("lo", nn.UninitializedBuffer())
+            self.register_buffer("hi", nn.UninitializedBuffer())
+            return
+        table, lo, hi = self._initial_tensors(channels)
+        self.table = nn.Parameter(table)  # (R, K+1)
+        self.register_buffer("lo", lo)  # (R,)
+        self.register_buffer("hi", hi)  # (R,)
+
+    def _initial_tensors(self, channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The table of the init function over the initial range, and that range, for ``channels`` channels."""
+        rows = 1 if self._shared else channels
+        lo, hi = np.full(rows, self.range[0]), np.full(rows, self.range[1])
+        table = torch.tensor(init_table(self.init, lo, hi, self.bins), dtype=torch.float32)
+        return table, torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
+
+    @torch.no_grad()
+    def initialize_parameters(self, x: torch.Tensor) -> None:
+        """Lazy layers: read the channel count from the first input and create the table (LazyModuleMixin's hook)."""
+        if not self.has_uninitialized_params():
+            if self.channels is None:  # materialized by loading a state dict: the table says how many channels
+                self.channels = int(x.shape[self._channel_dim(x)]) if self.shared else self.table.shape[0]
+            return
+        self.channels = int(x.shape[self._channel_dim(x)])
+        table, lo, hi = self._initial_tensors(self.channels)
+        for tensor, initial in ((self.table, table), (self.lo, lo), (self.hi, hi)):
+            tensor.materialize(initial.shape, dtype=initial.dtype)
+            tensor.copy_(initial)
+
+    def _channel_dim(self, x: torch.Tensor) -> int:
+        if x.dim() < 2 or not -x.dim() <= self.dim < x.dim() or self.dim % x.dim() == 0:
+            raise ChannelError(f"LUTActivation input {list(x.shape)} with channels on dim {self.dim}",
+                               expected="a batch dimension first and the channel dimension after it", got=f"{x.dim()} dimensions")
+        return self.dim % x.dim()
 
     @property
     def shared(self) -> bool:
         return self.table.shape[0] == 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() not in (2, 4) or x.shape[1] != self.channels:
-            raise ValueError(f"LUTActivation input: expected [B, {self.channels}] or [B, {self.channels}, H, W], got {list(x.shape)}")
+        dim = self._channel_dim(x)
+        if x.shape[dim] != self.channels:
+            raise ChannelError(f"LUTActivation input {list(x.shape)}, channels on dim {self.dim}", expected=f"{self.channels} channels",
+                               got=f"{x.shape[dim]}")
+        if torch.compiler.is_exporting():
+            return lut_lookup(x, self.table, self.lo, self.hi, dim, self.channels, self.mode, self.extrapolate)
+        if dim != 1 or x.dim() not in (2, 4):
+            # Channels to dim 1 and every other dimension after it flattened: the [B, C, N, 1] layout both lookups take.
+            moved = x.movedim(dim, 1)
+            return self._lookup(moved.reshape(moved.shape[0], self.channels, -1, 1)).reshape(moved.shape).movedim(1, dim)
+        return self._lookup(x)
+
+    def _lookup(self, x: torch.Tensor) -> torch.Tensor:
+        """The lookup of ``x`` with channels on dim 1 (``[B, C]`` or ``[B, C, H, W]``)."""
         lo, step, offsets = self.grid(x)
         nearest, clamp, table = self.mode == "nearest", self.extrapolate == "clamp", self._parameters["table"]
         native = kernel()
@@ -208,18 +286,33 @@ class LUTActivation(nn.Module):
         The new knots sample the function the old table represents (``lutnet.lut.resample_table``), so the
         layer's output changes only by linear-interpolation error between the new knots.
         """
-        values = pre_activations.detach().double().transpose(0, 1).reshape(self.channels, -1)  # (C, N)
+        self.initialize_parameters(pre_activations)
+        dim = self._channel_dim(pre_activations)
+        values = pre_activations.detach().double().movedim(dim, 0).reshape(self.channels, -1)  # (C, N)
         if self.shared:
             values = values.reshape(1, -1)
         quantiles = torch.tensor([lower_percentile, upper_percentile], dtype=torch.float64) / 100.0
         new_lo, new_hi = torch.quantile(values, quantiles, dim=1).numpy()  # (R,), (R,)
         centre, width = (new_lo + new_hi) / 2.0, np.maximum(new_hi - new_lo, MIN_CALIBRATED_WIDTH)
-        new_lo, new_hi = centre - width / 2.0, centre + width / 2.0
+        self.resample_(centre - width / 2.0, centre + width / 2.0, self.bins, self.mode)
+
+    @torch.no_grad()
+    def resample_(self, new_lo: np.ndarray, new_hi: np.ndarray, bins: int, mode: str) -> None:
+        """Move the knots to ``bins`` bins over ``[new_lo, new_hi]`` and evaluate them in ``mode``, keeping the function.
+
+        The new knots sample the function the old table represents (``lutnet.lut.resample_table``).
+        """
         table = resample_table(self.table.double().cpu().numpy(), self.lo.double().cpu().numpy(), self.hi.double().cpu().numpy(),
-                               new_lo, new_hi, self.bins, self.mode, self.extrapolate)
-        self.table.copy_(torch.from_numpy(table))
-        self.lo.copy_(torch.from_numpy(new_lo))
-        self.hi.copy_(torch.from_numpy(new_hi))
+                               new_lo, new_hi, bins, self.mode, self.extrapolate)
+        if bins != self.bins:
+            self.table = nn.Parameter(torch.from_numpy(table).to(self.table))
+        else:
+            self.table.copy_(torch.from_numpy(table))
+        self.lo.copy_(torch.from_numpy(np.asarray(new_lo)))
+        self.hi.copy_(torch.from_numpy(np.asarray(new_hi)))
+        self.bins, self.mode = bins, mode
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, bins={self.bins}, mode={self.mode}, extrapolate={self.extrapolate}, init={self.init}, shared={self.shared}"
+        shared = self._shared if self.has_uninitialized_params() else self.shared
+        return (f"channels={self.channels}, bins={self.bins}, mode={self.mode}, extrapolate={self.extrapolate}, init={self.init}, "
+                f"shared={shared}, dim={self.dim}")

@@ -1,15 +1,19 @@
-"""``lutnet plot``: every learned activation of a checkpoint as small multiples, its init function dashed.
+"""``lutnet plot`` and ``plot_activations``: every learned activation of a checkpoint or of any module, as small multiples.
 
 Curves come from the numpy reference (``lutnet.lut.lut_forward``), so the picture shows exactly the
-function the checkpoint means, including the extrapolation past each channel's range (shaded).
+function the tables mean, including the extrapolation past each channel's range (shaded), with the
+function each table started as dashed.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import math
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +21,9 @@ from lutnet.atomic import write_bytes_atomic
 from lutnet.checkpoint import Checkpoint, read_checkpoint
 from lutnet.errors import LutnetError
 from lutnet.lut import activation_function, lut_forward, table_movement
+
+if TYPE_CHECKING:
+    from torch import nn
 
 POINTS = 400
 MARGIN = 0.25  # how far past the range to draw, as a fraction of the range width
@@ -28,57 +35,96 @@ def channels_to_show(rows: int, cap: int) -> np.ndarray:
     return np.arange(rows) if rows <= cap else np.unique(np.linspace(0, rows - 1, cap).round().astype(int))
 
 
-def activation_curves(checkpoint: Checkpoint, layer: int, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs, learned outputs and init-function outputs of one table row, over its range plus margins."""
+@dataclass(frozen=True)
+class PlottedLayer:
+    """One LUT layer as the plot needs it: its name, knots ``[R, K+1]``, range and settings (float64)."""
+
+    name: str
+    table: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    mode: str
+    extrapolate: str
+    init: str
+
+
+def checkpoint_layers(checkpoint: Checkpoint) -> list[PlottedLayer]:
+    """The LUT layers of a checkpoint, named ``layer i``."""
     lut = checkpoint.spec.lut
-    table, lo, hi = (np.asarray(checkpoint.tensors[f"act.{layer}.{k}"], dtype=np.float64) for k in ("table", "lo", "hi"))
-    width = hi[row] - lo[row]
-    x = np.linspace(lo[row] - MARGIN * width, hi[row] + MARGIN * width, POINTS)
-    learned = lut_forward(x[:, None], table[row : row + 1], lo[row : row + 1], hi[row : row + 1], lut.mode, lut.extrapolate)[:, 0]
-    return x, learned, activation_function(lut.init)(x)
+    tensors = lambda i: (np.asarray(checkpoint.tensors[f"act.{i}.{k}"], dtype=np.float64) for k in ("table", "lo", "hi"))  # noqa: E731
+    return [PlottedLayer(f"layer {i}", *tensors(i), lut.mode, lut.extrapolate, lut.init) for i in range(len(checkpoint.spec.hidden))]
 
 
-def render(checkpoint: Checkpoint, max_channels: int, title: str) -> bytes:
+def module_layers(model: nn.Module) -> list[PlottedLayer]:
+    """The LUT layers of any module, named by their qualified names."""
+    from lutnet.training.convert import named_lut_layers
+
+    as_numpy = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
+    return [PlottedLayer(name, as_numpy(layer.table), as_numpy(layer.lo), as_numpy(layer.hi), layer.mode, layer.extrapolate, layer.init)
+            for name, layer in named_lut_layers(model)]
+
+
+def activation_curves(layer: PlottedLayer, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, learned outputs and init-function outputs of one table row, over its range plus margins."""
+    lo, hi = layer.lo[row : row + 1], layer.hi[row : row + 1]
+    width = hi[0] - lo[0]
+    x = np.linspace(lo[0] - MARGIN * width, hi[0] + MARGIN * width, POINTS)
+    learned = lut_forward(x[:, None], layer.table[row : row + 1], lo, hi, layer.mode, layer.extrapolate)[:, 0]
+    return x, learned, activation_function(layer.init)(x)
+
+
+def render(layers: list[PlottedLayer], max_channels: int, title: str) -> bytes:
     """The PNG bytes of the grid: one block of small multiples per LUT layer."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    spec = checkpoint.spec
-    layers = [channels_to_show(checkpoint.tensors[f"act.{i}.table"].shape[0], max_channels) for i in range(len(spec.hidden))]
-    columns = max(min(8, len(rows)) for rows in layers)
-    heights = [math.ceil(len(rows) / columns) for rows in layers]
+    shown_rows = [channels_to_show(layer.table.shape[0], max_channels) for layer in layers]
+    columns = max(min(8, len(rows)) for rows in shown_rows)
+    heights = [math.ceil(len(rows) / columns) for rows in shown_rows]
     figure = plt.figure(figsize=(columns * PANEL_INCHES + 0.4, sum(heights) * PANEL_INCHES + 0.7 * len(layers) + 0.6), layout="constrained")
     figure.suptitle(title, fontsize=10)
     blocks = figure.subfigures(len(layers), 1, height_ratios=[h + 0.6 for h in heights], squeeze=False)[:, 0]
-    for i, (block, rows) in enumerate(zip(blocks, layers, strict=True)):
-        total = checkpoint.tensors[f"act.{i}.table"].shape[0]
+    for layer, block, rows, height in zip(layers, blocks, shown_rows, heights, strict=True):
+        total = layer.table.shape[0]
         shown = "shared table" if total == 1 else f"{total} channels" + (f", showing {len(rows)}" if len(rows) < total else "")
-        moved = table_movement(*(checkpoint.tensors[f"act.{i}.{k}"] for k in ("table", "lo", "hi")), spec.lut.init)
-        block.suptitle(f"layer {i}: {shown}; moved {moved:.3f} from init (relative L2)", fontsize=9, x=0.02, ha="left")
-        axes = block.subplots(heights[i], columns, squeeze=False)
+        moved = table_movement(layer.table, layer.lo, layer.hi, layer.init)
+        block.suptitle(f"{layer.name}: {shown}; moved {moved:.3f} from init (relative L2)", fontsize=9, x=0.02, ha="left")
+        axes = block.subplots(height, columns, squeeze=False)
         for ax in axes.flat[len(rows):]:
             ax.set_axis_off()
         for ax, row in zip(axes.flat, rows, strict=False):
-            draw_panel(ax, checkpoint, i, int(row), total)
+            draw_panel(ax, layer, int(row), total)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     return buffer.getvalue()
 
 
-def draw_panel(ax: object, checkpoint: Checkpoint, layer: int, row: int, total: int) -> None:
-    x, learned, initial = activation_curves(checkpoint, layer, row)
-    lo, hi = (float(checkpoint.tensors[f"act.{layer}.{k}"][row]) for k in ("lo", "hi"))
-    ax.axvspan(x[0], lo, color="0.92", lw=0)  # outside the table's range: extrapolated
-    ax.axvspan(hi, x[-1], color="0.92", lw=0)
+def draw_panel(ax: object, layer: PlottedLayer, row: int, total: int) -> None:
+    x, learned, initial = activation_curves(layer, row)
+    ax.axvspan(x[0], layer.lo[row], color="0.92", lw=0)  # outside the table's range: extrapolated
+    ax.axvspan(layer.hi[row], x[-1], color="0.92", lw=0)
     ax.plot(x, initial, "--", color="0.55", lw=0.8)
     ax.plot(x, learned, color="C0", lw=1.1)
     ax.set_xlim(x[0], x[-1])
     ax.tick_params(labelsize=5, length=2, pad=1)
     if total > 1:
         ax.set_title(f"c{row}", fontsize=6, pad=2)
+
+
+def plot_activations(model: nn.Module, path: str | os.PathLike[str], *, max_channels: int = 64, title: str | None = None) -> Path:
+    """Draw every learned activation of ``model`` (any module with LUT layers) into the PNG ``path``; returns the path."""
+    layers = module_layers(model)
+    if not layers:
+        raise LutnetError(f"activations of {type(model).__name__}", expected="at least one LUTActivation layer", got="none")
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise LutnetError("plot path", expected="a .png file name", got=str(out))
+    heading = title or f"{type(model).__name__}  (solid: learned, dashed: init, shaded: outside the range)"
+    write_bytes_atomic(out, render(layers, max_channels, heading))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,6 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"  (solid: learned, dashed: init {lut.init}, shaded: outside the range)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out, render(checkpoint, args.max_channels, title))
+    write_bytes_atomic(out, render(checkpoint_layers(checkpoint), args.max_channels, title))
     print(f"wrote {out}")
     return 0

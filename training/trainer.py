@@ -43,6 +43,7 @@ from lutnet.lut import table_movement
 from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.training.data import Dataset, input_statistics, load_dataset
 from lutnet.training.models import LutnetModel, build_model, checkpoint_from_model
+from lutnet.training.convert import calibrate
 from lutnet.training.lut import add_smoothness_gradients_
 
 STATE_JSON = "train_state.json"
@@ -249,12 +250,7 @@ def prepare_model(spec: ModelSpec, data: Dataset, config: TrainConfig) -> Lutnet
 @torch.no_grad()
 def calibrate_model(model: LutnetModel, batch: torch.Tensor, percentiles: tuple[float, float]) -> None:
     """Fit every LUT's range to its pre-activations on ``batch``, first layer first, in one forward pass."""
-    hooks = [lut.register_forward_pre_hook(lambda layer, args: layer.calibrate(args[0], *percentiles)) for lut in model.luts()]
-    try:
-        model(batch)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    calibrate(model, batch, percentiles)
 
 
 def recalibrate(model: LutnetModel, optimizer: torch.optim.Optimizer, batch: torch.Tensor, percentiles: tuple[float, float]) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lutnet import metadata
 from lutnet.checkpoint import Checkpoint, expected_tensor_shapes
 from lutnet.lut import init_table
 from lutnet.spec import LUTSpec, ModelSpec
@@ -49,3 +50,8 @@ def mlp_spec(**lut: object) -> ModelSpec:
 
 def convnet_spec(**lut: object) -> ModelSpec:
     return ModelSpec(family="convnet", input_shape=(2, 6, 5), num_outputs=3, hidden=(4, 3), lut=LUTSpec(bins=8, **lut))
+
+
+# Every model-card key lutnet.metadata defines, and those only LUT models carry.
+CARD_KEYS = {value for name, value in vars(metadata).items() if name.isupper() and name != "PREFIX" and value.startswith(metadata.PREFIX)}
+LUT_KEYS = {metadata.LUT_MODE, metadata.LUT_BINS, metadata.LUT_EXTRAPOLATE}

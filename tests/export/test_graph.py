@@ -16,7 +16,7 @@ from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.export.fold import exported_checkpoint, fold
 from lutnet.export.graph import build_graph
 from lutnet.export.verify import EXTREME_TOLERANCE, TOLERANCE, edge_samples, output_scale, probe_inputs, relative_errors, run_fused
-from tests.export.checkpoints import convnet_spec, mlp_spec, random_checkpoint
+from tests.export.checkpoints import CARD_KEYS, LUT_KEYS, convnet_spec, mlp_spec, random_checkpoint
 
 
 @st.composite
@@ -121,8 +121,6 @@ def test_model_is_a_checked_single_float32_file_with_dynamic_batch(spec: ModelSp
     assert input_dims == ["batch", *spec.input_shape] and output_dims == ["batch", spec.num_outputs]
 
 
-CARD_KEYS = {value for name, value in vars(metadata).items() if name.isupper() and name != "PREFIX" and value.startswith(metadata.PREFIX)}
-LUT_KEYS = {metadata.LUT_MODE, metadata.LUT_BINS, metadata.LUT_EXTRAPOLATE}
 
 
 def test_model_card_has_every_key() -> None:

@@ -248,7 +248,7 @@ def test_no_tensor_of_batch_times_channels_times_bins_is_saved() -> None:
 
 
 def test_wrong_input_shape_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match=r"expected \[B, 3\]"):
+    with pytest.raises(ValueError, match=r"expected 3 channels, got 4"):
         LUTActivation(3)(torch.zeros(2, 4))
 
 

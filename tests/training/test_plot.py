@@ -11,7 +11,7 @@ from lutnet.checkpoint import read_checkpoint, write_checkpoint
 from lutnet.lut import activation_function, linear_interpolation_bound
 from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.training.models import build_model, checkpoint_from_model
-from lutnet.training.plot import activation_curves, channels_to_show
+from lutnet.training.plot import activation_curves, channels_to_show, checkpoint_layers
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -42,7 +42,7 @@ def test_channel_cap_spreads_panels_over_all_channels() -> None:
 def test_curves_are_the_checkpoint_function_and_its_init(tmp_path: Path) -> None:
     """A fresh model's curve equals its init function inside the range (within interpolation error)."""
     checkpoint = read_checkpoint(checkpoint_dir(tmp_path))
-    x, learned, initial = activation_curves(checkpoint, 1, 2)
+    x, learned, initial = activation_curves(checkpoint_layers(checkpoint)[1], 2)
     lo, hi = checkpoint.tensors["act.1.lo"][2], checkpoint.tensors["act.1.hi"][2]
     inside = (x >= lo) & (x <= hi)
     assert x[0] < lo and x[-1] > hi and inside.sum() > 100
