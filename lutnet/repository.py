@@ -9,6 +9,9 @@ import re
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.pbtxt"
+# Beside model.onnx in a version folder: the same graph with one more output, metadata.SATURATION_OUTPUT. Not a version
+# (only numeric folders are) and not the model file, so neither lutnet's scanner nor Triton's onnxruntime backend loads it.
+MONITOR_FILE = "monitor.onnx"
 
 # A single path component that cannot climb out of the repository: no separators, no leading dot, no "..".
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")

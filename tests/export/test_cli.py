@@ -168,6 +168,19 @@ def test_public_api() -> None:
     from lutnet import export
 
     assert sorted(export.__all__) == sorted(
-        ["ExportResult", "Verification", "VerificationError", "build_graph", "export_file", "export_model", "export_to_repository", "probe_inputs", "verify"]
+        [
+            "Coordinate",
+            "ExportResult",
+            "Verification",
+            "VerificationError",
+            "build_graph",
+            "export_file",
+            "export_model",
+            "export_to_repository",
+            "monitor_graph",
+            "probe_inputs",
+            "range_card",
+            "verify",
+        ]
     )
     assert all(hasattr(export, name) for name in export.__all__)
