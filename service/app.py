@@ -24,7 +24,7 @@ from lutnet.service import schemas
 from lutnet.service.compute import ComputeThreads
 from lutnet.service.dataplane import DataPlane
 from lutnet.service.errors import ServiceError
-from lutnet.service.metrics import ServiceMetrics
+from lutnet.service.metrics import PUBLISH_S, ServiceMetrics
 from lutnet.service.repository import ModelRegistry
 from lutnet.service.fastpath import InferenceRoutes, too_large
 from lutnet.service.routes import build_routers, inference_docs_router, json_response
@@ -66,7 +66,7 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None) -> Fas
     if registry is None:
         if settings.repository is None:
             raise LutnetError("model repository", expected="a directory (--repository DIR or LUTNET_REPOSITORY)", got="none")
-        registry = ModelRegistry(settings.repository, settings, ServiceMetrics(settings.stats_window))
+        registry = ModelRegistry(settings.repository, settings, ServiceMetrics(settings.stats_window, settings.metrics_dir))
     plane = DataPlane(settings, registry, registry.metrics)
     app = LutnetAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane))
     for router in build_routers(plane, settings.api_token):
@@ -104,11 +104,9 @@ async def serving(plane: DataPlane) -> AsyncIterator[None]:
     if not plane.registry.defaults():
         log.warning("no model is loaded from %s; the server answers 404 until one is loaded", plane.registry.repository)
     restore_signal = _drain_on_sigterm(plane)
-    tasks = [
-        asyncio.create_task(_every(seconds, job))
-        for seconds, job in ((settings.poll_seconds, plane.registry.sync), (settings.stats_log_s, _log_statistics(plane)))
-        if seconds > 0
-    ]
+    publish = PUBLISH_S if plane.metrics.shared_dir is not None else 0
+    jobs = ((settings.poll_seconds, plane.registry.sync), (settings.stats_log_s, _log_statistics(plane)), (publish, _publish(plane)))
+    tasks = [asyncio.create_task(_every(seconds, job)) for seconds, job in jobs if seconds > 0]
     # Everything built so far (FastAPI, pydantic, onnxruntime bindings, the models) lives as long as the
     # process: moved out of the collector's sight, it no longer makes each full collection a pause of
     # tens of milliseconds in the latency tail.
@@ -125,6 +123,7 @@ async def serving(plane: DataPlane) -> AsyncIterator[None]:
         if threads is not None:
             threads.shutdown()
         restore_signal()
+        plane.metrics.publish()
         for model in plane.registry.loaded():
             log.info("statistics at shutdown: %s", model.stats.summary())
 
@@ -162,6 +161,13 @@ def _log_statistics(plane: DataPlane) -> Callable[[], Any]:
         for model in plane.registry.loaded():
             if model.stats.recent_percentiles()["window"]:
                 log.info("%s", model.stats.summary())
+
+    return job
+
+
+def _publish(plane: DataPlane) -> Callable[[], Any]:
+    async def job() -> None:
+        await asyncio.to_thread(plane.metrics.publish)
 
     return job
 
