@@ -10,11 +10,14 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,6 +34,7 @@ from lutnet.service.routes import build_routers, inference_docs_router, json_res
 from lutnet.service.settings import Settings
 
 log = logging.getLogger("lutnet.serve")
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, from the fastapi-offline package
 
 DESCRIPTION = """Serves fused lutnet models (plain ONNX) with onnxruntime.
 
@@ -68,7 +72,8 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None) -> Fas
             raise LutnetError("model repository", expected="a directory (--repository DIR or LUTNET_REPOSITORY)", got="none")
         registry = ModelRegistry(settings.repository, settings, ServiceMetrics(settings.stats_window, settings.metrics_dir))
     plane = DataPlane(settings, registry, registry.metrics)
-    app = LutnetAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane))
+    app = LutnetAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane), docs_url=None, redoc_url=None)
+    _offline_docs(app)
     for router in build_routers(plane, settings.api_token):
         app.include_router(router)
     app.add_exception_handler(ServiceError, _service_error)
@@ -235,6 +240,35 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return json_response({"error": f"internal server error ({type(exc).__name__}); see the server log"}, 500)
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts, stylesheet and icon served from the fastapi-offline package
+    rather than a public CDN, and ReDoc without web fonts, so both work air-gapped."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(resources.files("fastapi_offline") / "static")), name="docs-assets")
+
+    async def swagger(request: Request) -> Response:
+        root = request.scope.get("root_path", "") + DOCS_ASSETS
+        return get_swagger_ui_html(
+            openapi_url=request.scope.get("root_path", "") + (app.openapi_url or ""),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/swagger-ui.css",
+            swagger_favicon_url=f"{root}/favicon.png",
+        )
+
+    async def redoc(request: Request) -> Response:
+        root = request.scope.get("root_path", "") + DOCS_ASSETS
+        return get_redoc_html(
+            openapi_url=request.scope.get("root_path", "") + (app.openapi_url or ""),
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.add_api_route("/docs", swagger, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
 
 
 def _document(app: FastAPI, extra: APIRouter, bodies: list[type]) -> None:

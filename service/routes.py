@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
-from lutnet.service import schemas
+from lutnet.service import dashboard, schemas
 from lutnet.service.dataplane import DataPlane
 from lutnet.service.errors import BadRequest, Unauthorized, Unavailable
 from lutnet.service.protocol import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, parse_json
@@ -45,7 +45,8 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 def build_routers(plane: DataPlane, api_token: SecretStr | None) -> list[APIRouter]:
     """Every router of the app, bound to ``plane``."""
-    return [health_router(plane), model_router(plane), repository_router(plane, api_token), metrics_router(plane)]
+    routers = [health_router(plane), model_router(plane), repository_router(plane, api_token), metrics_router(plane)]
+    return routers + [dashboard_router(plane)] if plane.settings.dashboard else routers
 
 
 def _documented(path: str, body: type | None = None, binary_body: bool = False) -> dict[str, Any]:
@@ -229,4 +230,26 @@ def metrics_router(plane: DataPlane) -> APIRouter:
         return Response(plane.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     _add(router, "GET", ["/metrics"], metrics, summary="Prometheus metrics: requests by outcome, latency, queue, compute and batch-size histograms")
+    return router
+
+
+def dashboard_router(plane: DataPlane) -> APIRouter:
+    """The read-only dashboard and the curve data it draws; it shows what /metrics and the statistics routes show."""
+    router = APIRouter(tags=["dashboard"])
+
+    async def page(request: Request) -> Response:
+        return Response(dashboard.page(), media_type="text/html; charset=utf-8")
+
+    async def curves(request: Request) -> Response:
+        return json_response(dashboard.activation_curves(plane.registry.get(*_model_of(request))))
+
+    _add(router, "GET", ["/dashboard"], page, summary="Dashboard: live request rate, latency, out-of-range inputs, saturation and learned curves (HTML)")
+    _add(
+        router,
+        "GET",
+        ["/dashboard/models/{model_name}/activations", "/dashboard/models/{model_name}/versions/{model_version}/activations"],
+        curves,
+        summary="Learned activation curves of a sample of channels of every LUT layer, from the tables in the model card",
+        model=schemas.ActivationCurves,
+    )
     return router
