@@ -63,7 +63,8 @@ def test_dashboard_is_one_self_contained_page_and_can_be_turned_off(exported: tu
         page = client.get("/dashboard")
         documented = client.get("/openapi.json").json()["paths"]
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert REMOTE.search(page.text) is None and "<script src" not in page.text and "<link" not in page.text
+    assert REMOTE.search(page.text) is None and "<script src" not in page.text
+    assert all(href.startswith("data:") for href in re.findall(r"<link[^>]*href=\"([^\"]*)\"", page.text))  # the icon is inline too
     assert "/dashboard/models/{model_name}/activations" in documented and "/dashboard" in documented
     with TestClient(create_app(Settings(repository=repository, dashboard=False))) as client:
         assert client.get("/dashboard").status_code == 404
