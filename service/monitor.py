@@ -15,39 +15,92 @@ from typing import Any
 
 import numpy as np
 
-from lutnet.ranges import InputRange
-
 log = logging.getLogger("lutnet.serve")
 
 SAMPLE_ROWS = 64  # rows of a sampled request the monitor graph runs on
 
 
+FLUSH_REQUESTS = 64  # requests whose batches are kept, then checked in one vectorized pass
+FLUSH_ROWS = 1024  # ... or sooner, once they hold this many rows (bounds the memory kept)
+
+
 class RangeCounts:
-    """Rows served, rows with any feature outside the training range, and how often each feature was below or above it."""
+    """Rows served, rows with any feature outside the training range ``[lo, hi]``, and how often each feature was below or above it.
 
-    def __init__(self, features: int, percentiles: tuple[float, float], window: int | None) -> None:
+    ``record`` only keeps a request's batch; the batches are checked together once ``FLUSH_REQUESTS`` requests or
+    ``FLUSH_ROWS`` rows are kept, and before any count is read. One pass over many requests costs a small fraction of
+    a pass per request, whose fixed numpy overhead would dominate a batch-1 request's check.
+    """
+
+    def __init__(self, features: int, percentiles: tuple[float, float], window: int | None, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.percentiles = percentiles
-        self.rows = 0
-        self.out_of_range_rows = 0
-        self.below = np.zeros(features, dtype=np.int64)
-        self.above = np.zeros(features, dtype=np.int64)
-        self.recent: deque[tuple[int, int]] = deque(maxlen=window)  # (rows, out-of-range rows) of recent requests
+        self.bounds = bounds  # None for counts that only add up other workers' (ModelStats.combined)
+        self.features = features
+        self._rows = 0
+        self._out_of_range_rows = 0
+        self._below = np.zeros(features, dtype=np.int64)
+        self._above = np.zeros(features, dtype=np.int64)
+        self._recent: deque[tuple[int, int]] = deque(maxlen=window)  # (rows, out-of-range rows) of recent requests
+        self._kept: list[np.ndarray] = []
+        self._kept_rows = 0
 
-    def record(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-        """Count a decoded batch ``[N, F]`` against the range ``[lo, hi]`` (NaN counts as inside: it compares false)."""
-        below, above = rows < lo, rows > hi
-        outside = int(np.count_nonzero((below | above).any(axis=1)))
-        self.rows += len(rows)
-        self.recent.append((len(rows), outside))
-        if outside:
-            self.out_of_range_rows += outside
-            self.below += below.sum(axis=0)
-            self.above += above.sum(axis=0)
+    # Every count is read through a property that first checks the kept batches, so no reader sees stale counts.
+    @property
+    def rows(self) -> int:
+        self.flush()
+        return self._rows
+
+    @property
+    def out_of_range_rows(self) -> int:
+        self.flush()
+        return self._out_of_range_rows
+
+    @property
+    def below(self) -> np.ndarray:
+        self.flush()
+        return self._below
+
+    @property
+    def above(self) -> np.ndarray:
+        self.flush()
+        return self._above
+
+    @property
+    def recent(self) -> deque[tuple[int, int]]:
+        self.flush()
+        return self._recent
+
+    def record(self, rows: np.ndarray) -> None:
+        """Count a decoded batch ``[N, F]`` (NaN counts as inside: it compares false)."""
+        self._kept.append(rows)
+        self._kept_rows += len(rows)
+        if len(self._kept) >= FLUSH_REQUESTS or self._kept_rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Check the kept batches against the bounds, all in one pass."""
+        kept = [rows for rows in self._kept if len(rows)]
+        self._kept, self._kept_rows = [], 0
+        if not kept or self.bounds is None:
+            return
+        lo, hi = self.bounds
+        x = np.concatenate(kept) if len(kept) > 1 else kept[0]
+        below, above = x < lo, x > hi
+        outside = (below | above).any(axis=1)
+        sizes = [len(rows) for rows in kept]
+        per_request = np.add.reduceat(outside, np.cumsum([0, *sizes[:-1]])) if len(kept) > 1 else [int(outside.sum())]
+        self._rows += len(x)
+        self._recent.extend(zip(sizes, (int(n) for n in per_request), strict=True))
+        if outside.any():
+            self._out_of_range_rows += int(outside.sum())
+            self._below += below.sum(axis=0)
+            self._above += above.sum(axis=0)
 
     def recent_fraction(self) -> float | None:
         """Out-of-range rows over rows in the recent requests; None before any."""
-        rows = sum(n for n, _ in self.recent)
-        return sum(out for _, out in self.recent) / rows if rows else None
+        recent = self.recent
+        rows = sum(n for n, _ in recent)
+        return sum(out for _, out in recent) / rows if rows else None
 
     def state(self) -> dict[str, Any]:
         return {
@@ -61,22 +114,23 @@ class RangeCounts:
 
     def absorb(self, state: dict[str, Any]) -> None:
         """Add another worker's counts (``state()``) to these."""
-        self.rows += state["rows"]
-        self.out_of_range_rows += state["out_of_range_rows"]
-        self.below += np.asarray(state["below"], dtype=np.int64)
-        self.above += np.asarray(state["above"], dtype=np.int64)
-        self.recent.extend((rows, out) for rows, out in state["recent"])
+        self._rows += state["rows"]
+        self._out_of_range_rows += state["out_of_range_rows"]
+        self._below += np.asarray(state["below"], dtype=np.int64)
+        self._above += np.asarray(state["above"], dtype=np.int64)
+        self._recent.extend((rows, out) for rows, out in state["recent"])
 
     def to_dict(self) -> dict[str, Any]:
         """The statistics route's entry: totals, the recent fraction, and the features out of range most often first."""
-        counts = self.below + self.above
+        below, above = self.below, self.above
+        counts = below + above
         top = np.argsort(-counts, kind="stable")[: np.count_nonzero(counts)]
         return {
             "percentiles": list(self.percentiles),
             "rows": self.rows,
             "out_of_range_rows": self.out_of_range_rows,
             "recent": {"requests": len(self.recent), "out_of_range_fraction": self.recent_fraction()},
-            "features": [{"feature": int(i), "below": int(self.below[i]), "above": int(self.above[i])} for i in top],
+            "features": [{"feature": int(i), "below": int(below[i]), "above": int(above[i])} for i in top],
         }
 
 
@@ -115,7 +169,6 @@ class InputMonitor:
     def __init__(
         self,
         input_name: str,
-        input_range: InputRange | None,
         counts: RangeCounts | None,
         saturation: tuple[Callable[[dict[str, np.ndarray]], np.ndarray], SaturationWindow, int] | None,
         label: str,
@@ -123,8 +176,6 @@ class InputMonitor:
     ) -> None:
         self.input_name = input_name
         self.counts = counts
-        if input_range is not None:
-            self._lo, self._hi = input_range.lo.astype(np.float32), input_range.hi.astype(np.float32)
         self._saturation = saturation
         self._countdown = saturation[2] if saturation else 0
         self._label = label
@@ -135,7 +186,7 @@ class InputMonitor:
         """Count one answered request's decoded inputs (called after the response)."""
         if self.counts is not None:
             x = inputs[self.input_name]
-            self.counts.record(x.reshape(len(x), -1), self._lo, self._hi)
+            self.counts.record(x.reshape(len(x), -1))
         if self._saturation is not None:
             self._countdown -= 1
             if self._countdown <= 0:

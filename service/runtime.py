@@ -291,14 +291,18 @@ class LoadedModel:
     def attach_monitor(self, settings: Settings) -> None:
         """Watch this version's inputs (its card's training range) and table saturation (its monitor graph), as ``settings`` ask."""
         input_range = self._input_range() if settings.range_monitor else None
-        if input_range is not None and (self.stats.range is None or len(self.stats.range.below) != len(input_range.lo)):
-            self.stats.range = RangeCounts(len(input_range.lo), input_range.percentiles, settings.stats_window)
+        if input_range is not None:
+            bounds = (input_range.lo.astype(self.primary_input.dtype), input_range.hi.astype(self.primary_input.dtype))
+            if self.stats.range is None or self.stats.range.features != len(input_range.lo):
+                self.stats.range = RangeCounts(len(input_range.lo), input_range.percentiles, settings.stats_window, bounds)
+            self.stats.range.flush()
+            self.stats.range.bounds = bounds  # a reloaded version may carry another range
         saturation = self._saturation(settings) if settings.saturation_sample_rate > 0 else None
         if input_range is None and saturation is None:
             return
         label = f"model {self.name} v{self.version}"
         counts, watched = (self.stats.range, self.primary_input.name) if input_range is not None else (None, "")
-        self.monitor = InputMonitor(watched, input_range, counts, saturation, label, settings.saturation_warning)
+        self.monitor = InputMonitor(watched, counts, saturation, label, settings.saturation_warning)
 
     def _input_range(self) -> InputRange | None:
         """The card's training range of the primary input; None when absent or unreadable (logged: the model still serves)."""

@@ -39,13 +39,14 @@ def batches(draw: st.DrawFn) -> list[np.ndarray]:
 @settings(max_examples=60, deadline=None)
 @given(batches=batches(), seed=st.integers(0, 2**16))
 def test_range_counts_equal_numpy(batches: list[np.ndarray], seed: int) -> None:
-    """Over any sequence of batches: rows, out-of-range rows and per-feature below/above counts are numpy's on the stacked rows."""
+    """Over any sequence of batches (checked in passes of several): rows, out-of-range rows and per-feature below/above counts are
+    numpy's on the stacked rows, and the recent window holds the last requests'."""
     rng = np.random.default_rng(seed)
     lo = rng.uniform(-3, 0, FEATURES).astype(np.float32)
     hi = (lo + rng.uniform(0, 3, FEATURES)).astype(np.float32)
-    counts = RangeCounts(FEATURES, (0.5, 99.5), window=3)
+    counts = RangeCounts(FEATURES, (0.5, 99.5), window=3, bounds=(lo, hi))
     for batch in batches:
-        counts.record(batch, lo, hi)
+        counts.record(batch)
     every = np.concatenate(batches)
     outside = (every < lo) | (every > hi)
     assert counts.rows == len(every)
@@ -72,11 +73,11 @@ def test_combined_stats_add_up_workers() -> None:
     workers = []
     for rows in (3, 5):
         stats = ModelStats(8, "m", 1)
-        stats.range = RangeCounts(2, (0.5, 99.5), 8)
+        stats.range = RangeCounts(2, (0.5, 99.5), 8, bounds=(np.zeros(2, np.float32), np.ones(2, np.float32)))
         for _ in range(rows):
             stats.record_success(1000, 10, 20, 30, 40, 1)
             stats.record_execution(1, 30)
-            stats.range.record(np.array([[5.0, 0.0]], np.float32), np.zeros(2, np.float32), np.ones(2, np.float32))
+            stats.range.record(np.array([[5.0, 0.0]], np.float32))
         stats.record_failure(total_ns=5, status_code=400)
         workers.append(orjson.loads(orjson.dumps(stats.state())))
     combined = ModelStats.combined(workers).to_triton()
