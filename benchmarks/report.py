@@ -506,6 +506,15 @@ def monitor_cost_rows(results: Results) -> list[list[object]]:
     return rows
 
 
+def monitor_cost_load(results: Results) -> str:
+    """How busy the machine was: on a shared machine the run-to-run noise can exceed the cost measured."""
+    load = results.get("monitor_cost", {}).get("setup", {}).get("load_average_before_after")
+    if not load:
+        return "not measured yet"
+    return (f"1-minute load average {load[0][0]:.1f} before and {load[1][0]:.1f} after, on {results['monitor_cost']['machine']['cores']} cores: "
+            "a negative cost, or one that differs between c=1 and c=64 by more than the monitor's own work, is run-to-run noise")
+
+
 def drift_rows(results: Results) -> list[list[object]]:
     rows: list[list[object]] = []
     for drift, points in results.get("drift", {}).get("drifts", {}).items():
@@ -520,7 +529,7 @@ def monitoring_section(results: Results) -> str:
     if "monitor_cost" in results:
         medians = results["monitor_cost"]["medians"]
         rate = results["monitor_cost"]["setup"]["saturation_sample_rate_default"]
-        parts += [measured_on(results["monitor_cost"]) + " (`python -m benchmarks.monitor_cost`)",
+        parts += [measured_on(results["monitor_cost"]) + f" (`python -m benchmarks.monitor_cost`; {monitor_cost_load(results)})",
                   f"Batch-1 v2 JSON, digits shape, one worker; cost = 1 - req/s with the monitor / req/s without it (medians; saturation "
                   f"sampled on every {round(1 / rate)}th request by default):",
                   table(["monitor", "cost", "target", "verdict"], monitor_cost_rows(results)),
@@ -563,7 +572,7 @@ def render_readme_snippet(results: Results) -> str:
         "**Serving** (batch-1 v2 JSON infer, one worker; req/s with p99 latency):\n\n" + serving_headline(results),
         "**Speed targets** (medians measured side by side in one run of each script):\n\n"
         + table(["what", "measured", "target", "verdict"], target_rows(results)),
-        "**Cost of monitoring** (batch-1 v2 JSON, one worker; requests/s lost):\n\n"
+        f"**Cost of monitoring** (batch-1 v2 JSON, one worker; requests/s lost; {monitor_cost_load(results)}):\n\n"
         + table(["monitor", "cost", "target", "verdict"], monitor_cost_rows(results)),
         "**Drift** (`python -m benchmarks.drift`): the served digits model on its test split, shifted or noised; the out-of-range "
         "fraction and the saturation rise before accuracy falls.\n\n![accuracy, out-of-range rows and saturation against drift](benchmarks/results/drift.png)",
