@@ -29,6 +29,7 @@ SUITE_COMMANDS = {
     "training_cost": "python -m benchmarks training", "serve_speed": "python -m benchmarks serving",
     "serving_peers": "python -m benchmarks serving", "shapes": "python -m benchmarks shapes", "tuning": "python -m benchmarks.tuning",
     "hardening": "python -m benchmarks.hardening", "function_fitting": "python -m benchmarks fitting",
+    "monitor_cost": "python -m benchmarks.monitor_cost", "drift": "python -m benchmarks.drift",
 }
 FITTING_RATIO_TARGET = 0.7  # median test RMSE of lut_linear over the ReLU MLP's across the function-fitting tasks
 FITTING_WINS_TARGET = 6  # tasks where lut_linear beats both ReLU and GELU beyond the standard error
@@ -583,9 +584,66 @@ def targets_section(results: Results) -> str:
         + [table(["what", "measured", "target", "verdict"], rows)])
 
 
+def monitor_cost_rows(results: Results) -> list[list[object]]:
+    """Requests/s lost to each monitor at concurrency 1 and 64, against the target."""
+    cost = results.get("monitor_cost", {})
+    labels = {"range": "input range monitoring (on vs off)", "saturation": "saturation sampling at the default rate (on vs range alone)",
+              "total": "both (defaults vs off)"}
+    rows: list[list[object]] = []
+    for name, value in cost.get("comparisons", {}).items():
+        monitor, concurrency = name.rsplit("_cost_c", 1)
+        met = cost["targets_met"].get(name)
+        rows.append([f"{labels[monitor]}, c={concurrency}", f"{100 * value:.1f} %", f"<= {100 * cost['target_cost']:.0f} %",
+                     "" if met is None else "met" if met else "**missed**"])
+    return rows
+
+
+def monitor_cost_load(results: Results) -> str:
+    """How busy the machine was: on a shared machine the run-to-run noise can exceed the cost measured."""
+    load = results.get("monitor_cost", {}).get("setup", {}).get("load_average_before_after")
+    if not load:
+        return "not measured yet"
+    return (f"1-minute load average {load[0][0]:.1f} before and {load[1][0]:.1f} after, on {results['monitor_cost']['machine']['cores']} cores: "
+            "a negative cost, or one that differs between c=1 and c=64 by more than the monitor's own work, is run-to-run noise")
+
+
+def drift_rows(results: Results) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for drift, points in results.get("drift", {}).get("drifts", {}).items():
+        for p in points:
+            rows.append([drift, p["size"], f"{p['accuracy']:.3f}", f"{p['out_of_range_fraction']:.3f}", ", ".join(f"{s:.3f}" for s in p["saturation"])])
+    return rows
+
+
+def monitoring_section(results: Results) -> str:
+    """Cost of the monitors in lutnet serve, and the drift demonstration."""
+    parts = ["## Monitoring"]
+    if "monitor_cost" in results:
+        medians = results["monitor_cost"]["medians"]
+        rate = results["monitor_cost"]["setup"]["saturation_sample_rate_default"]
+        parts += [measured_on(results["monitor_cost"]) + f" (`python -m benchmarks.monitor_cost`; {monitor_cost_load(results)})",
+                  f"Batch-1 v2 JSON, digits shape, one worker; cost = 1 - req/s with the monitor / req/s without it (medians; saturation "
+                  f"sampled on every {round(1 / rate)}th request by default):",
+                  table(["monitor", "cost", "target", "verdict"], monitor_cost_rows(results)),
+                  table(["server", "c=1 req/s (p99)", "c=64 req/s (p99)"],
+                        [[name, *(f"{medians[f'{name}_c{c}']['requests_per_second']:.0f} ({medians[f'{name}_c{c}']['p99_ms']:.2f} ms)" for c in (1, 64))]
+                         for name in results["monitor_cost"]["setup"]["servers"]])]
+    else:
+        parts.append(missing("monitor_cost"))
+    if "drift" in results:
+        parts += [measured_on(results["drift"]) + " (`python -m benchmarks.drift`)",
+                  "The served digits model (`lutnet train --dataset digits` defaults) on its test split, drifted; accuracy from the answers, "
+                  "the monitors from the model's statistics route:",
+                  "![accuracy, out-of-range rows and saturation against drift](results/drift.png)",
+                  table(["drift", "size d", "accuracy", "rows out of range", "saturation per LUT layer"], drift_rows(results))]
+    else:
+        parts.append(missing("drift"))
+    return "\n\n".join(parts)
+
+
 SECTIONS = (
-    accuracy_section, function_fitting_section, inference_section, training_section,
-    serving_section, hardening_section, targets_section, shapes_section, tuning_section,
+    accuracy_section, function_fitting_section, inference_section, training_section, serving_section, hardening_section,
+    monitoring_section, targets_section, shapes_section, tuning_section,
 )
 
 
@@ -609,6 +667,10 @@ def render_readme_snippet(results: Results) -> str:
         "**Serving** (batch-1 v2 JSON infer, one worker; req/s with p99 latency):\n\n" + serving_headline(results),
         "**Speed targets** (medians measured side by side in one run of each script):\n\n"
         + table(["what", "measured", "target", "verdict"], target_rows(results)),
+        f"**Cost of monitoring** (batch-1 v2 JSON, one worker; requests/s lost; {monitor_cost_load(results)}):\n\n"
+        + table(["monitor", "cost", "target", "verdict"], monitor_cost_rows(results)),
+        "**Drift** (`python -m benchmarks.drift`): the served digits model on its test split, shifted or noised; the out-of-range "
+        "fraction and the saturation rise before accuracy falls.\n\n![accuracy, out-of-range rows and saturation against drift](benchmarks/results/drift.png)",
     ]
     return "\n\n".join(parts)
 

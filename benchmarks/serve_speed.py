@@ -215,13 +215,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, tuple[int, int]]]:
-    """Start every server of ``SERVERS``; yields their (port, pid); stops each by its PID."""
+def running_servers(
+    repository: Path, pin: list[str], servers: dict[str, list[str] | None] = SERVERS, work: Path = WORK
+) -> Iterator[dict[str, tuple[int, int]]]:
+    """Start every server of ``servers`` (name -> flags of ``lutnet serve``, None for an app of ``APPS``) logging to
+    ``work/servers.log``; yields their (port, pid); stops each by its PID."""
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    ports = {name: free_port() for name in SERVERS}
-    log = (WORK / "servers.log").open("wb")
+    ports = {name: free_port() for name in servers}
+    log = (work / "servers.log").open("wb")
     try:
-        for name, flags in SERVERS.items():
+        for name, flags in servers.items():
             port = str(ports[name])
             if flags is None:
                 factory = f"benchmarks.serve_speed:{APPS[name][0]}"
@@ -230,9 +233,9 @@ def running_servers(repository: Path, pin: list[str]) -> Iterator[dict[str, tupl
                 command = [sys.executable, "-m", "lutnet", "serve", "--repository", str(repository), "--host", HOST, "--port", port, *flags]
             environment = {**os.environ, "LUTNET_BENCH_MODEL": str(served_model(repository))}
             processes[name] = subprocess.Popen([*pin, *command, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=environment)
-        for name in SERVERS:
-            wait_ready(processes[name], ports[name], APPS[name][1] if SERVERS[name] is None else "/v2/health/ready")
-        yield {name: (ports[name], processes[name].pid) for name in SERVERS}
+        for name in servers:
+            wait_ready(processes[name], ports[name], APPS[name][1] if servers[name] is None else "/v2/health/ready")
+        yield {name: (ports[name], processes[name].pid) for name in servers}
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -276,7 +279,7 @@ def cpu_seconds(pid: int) -> float:
 def run_wrk(pin: list[str], server: tuple[int, int], scenario: Scenario, body: Path, headers: dict[str, str], duration_s: int) -> dict[str, Any]:
     """One wrk run; also the server's CPU time per answered request, which load on other cores disturbs less than req/s."""
     port, pid = server
-    script = WORK / f"{scenario.name}.lua"
+    script = body.parent / f"{scenario.name}.lua"  # beside the body, in the calling suite's work folder
     header_lines = "\n".join(f'wrk.headers["{key}"] = "{value}"' for key, value in headers.items())
     script.write_text(WRK_SCRIPT.format(body=body, headers=header_lines))
     command = [

@@ -12,9 +12,11 @@ from lutnet.export.exporter import ExportResult, export_file, export_model, expo
 from lutnet.export.graph import build_graph
 from lutnet.export.lookups import LoweredModel, lower_lookups
 from lutnet.export.torch_module import ModuleExportError, export_module
+from lutnet.export.monitor import Coordinate, monitor_graph, range_card
 from lutnet.export.verify import Verification, VerificationError, probe_inputs, verify
 
 __all__ = [
+    "Coordinate",
     "ExportResult",
     "LoweredModel",
     "ModuleExportError",
@@ -26,6 +28,8 @@ __all__ = [
     "export_model",
     "export_to_repository",
     "lower_lookups",
+    "monitor_graph",
     "probe_inputs",
+    "range_card",
     "verify",
 ]

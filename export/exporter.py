@@ -7,15 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from lutnet import metadata, tensorfile
 from lutnet.atomic import write_bytes_atomic
 from lutnet.checkpoint import TENSOR_FILE, TEST_SPLIT_FILE, Checkpoint, read_checkpoint
 from lutnet.errors import LutnetError
 from lutnet.lut import MODES
+from lutnet.ranges import checkpoint_input_range
+from lutnet.repository import MONITOR_FILE
 from lutnet.export import repository
 from lutnet.export.fold import exported_checkpoint
 from lutnet.export.graph import DEFAULT_OPSET, build_graph, set_card_entry
+from lutnet.export.monitor import checkpoint_tables, lookup_coordinates, monitor_graph, range_card
 from lutnet.export.verify import Verification, VerificationError, choose_bins, probe_inputs, verify
 
 
@@ -27,6 +31,7 @@ class ExportResult:
     exported: Checkpoint  # the separated model the file represents (mode and bins as exported)
     nodes: int
     verification: Verification | None
+    monitor: bytes | None = None  # the monitor graph (lutnet.export.monitor) of a LUT model, written beside model.onnx in a repository
 
 
 def export_model(
@@ -49,14 +54,23 @@ def export_model(
         bins_out = choose_bins(checkpoint, mode, max_error, probes)
     source = hashlib.sha256(Path(checkpoint_dir, TENSOR_FILE).read_bytes()).hexdigest()
     exported = exported_checkpoint(checkpoint, mode, bins_out)
-    proto = build_graph(exported, opset=opset, card={metadata.SOURCE_SHA256: source, **(card or {})})
+    ranges = range_card(checkpoint_input_range(checkpoint.info, int(np.prod(checkpoint.spec.input_shape))), checkpoint_tables(exported))
+    proto = build_graph(exported, opset=opset, card={metadata.SOURCE_SHA256: source, **ranges, **(card or {})})
     verification = None
     if check:
         verification = verify(proto, checkpoint, exported, probes, max_error=max_error)
         if not verification.passed:
             raise VerificationError("verification failed, nothing written: " + "; ".join(verification.failures))
         set_card_entry(proto, metadata.MERGE_MAX_ERROR, repr(verification.deviation))
-    return ExportResult(proto.SerializeToString(), exported, len(proto.graph.node), verification)
+    return ExportResult(proto.SerializeToString(), exported, len(proto.graph.node), verification, _monitor(proto, exported))
+
+
+def _monitor(proto: onnx.ModelProto, exported: Checkpoint) -> bytes | None:
+    """The serialized monitor graph of a LUT model; None for a baseline, which has no tables to saturate."""
+    lut = exported.spec.lut
+    if exported.spec.activation != "lut":
+        return None
+    return monitor_graph(proto, lookup_coordinates(proto, lut.mode, lut.extrapolate, lut.bins)).SerializeToString()
 
 
 def export_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], **options: object) -> ExportResult:
@@ -80,7 +94,8 @@ def export_to_repository(
     result = export_model(src, card=card, **options)  # type: ignore[arg-type]
     spec = result.exported.spec
     config = repository.config_pbtxt(name, list(spec.input_shape), [spec.num_outputs])
-    return repository.write_model(root, name, version, result.model, config), result
+    extra = {MONITOR_FILE: result.monitor} if result.monitor is not None else {}
+    return repository.write_model(root, name, version, result.model, config, extra), result
 
 
 def test_split(checkpoint_dir: str | os.PathLike[str]) -> np.ndarray | None:

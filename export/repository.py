@@ -74,8 +74,10 @@ def resolve_version(repository: str | os.PathLike[str], name: str, version: int 
     return version
 
 
-def write_model(repository: str | os.PathLike[str], name: str, version: int, model: bytes, config: str) -> Path:
-    """Write ``NAME/V/model.onnx`` and ``NAME/config.pbtxt`` atomically; returns the model file's path.
+def write_model(
+    repository: str | os.PathLike[str], name: str, version: int, model: bytes, config: str, extra: dict[str, bytes] | None = None
+) -> Path:
+    """Write ``NAME/V/model.onnx`` (with ``extra`` files beside it) and ``NAME/config.pbtxt`` atomically; returns the model file's path.
 
     The version folder appears complete or not at all; if ``config.pbtxt`` cannot be written the new
     version is removed again. An existing ``config.pbtxt`` that describes other inputs or outputs is an error,
@@ -90,11 +92,12 @@ def write_model(repository: str | os.PathLike[str], name: str, version: int, mod
     try:
         with staging_directory(final, replace=False) as staging:
             (staging / MODEL_FILE).write_bytes(model)
+            for file_name, content in (extra or {}).items():
+                (staging / file_name).write_bytes(content)
         try:
             write_text_atomic(config_path, config)
         except BaseException:
-            (final / MODEL_FILE).unlink()
-            final.rmdir()
+            shutil.rmtree(final)
             raise
     except OSError as exc:
         if created:

@@ -27,10 +27,14 @@ from onnx import helper
 from lutnet import __version__, metadata
 from lutnet.atomic import write_bytes_atomic
 from lutnet.errors import LutnetError
+from lutnet.ranges import InputRange, LayerTable
+from lutnet.repository import MONITOR_FILE
 from lutnet.export import repository
 from lutnet.export.exporter import check_resolution, check_writable
+from lutnet.export.fold import GRIDS
 from lutnet.export.graph import DEFAULT_OPSET, check_opset
 from lutnet.export.lookups import DOMAIN, OP_TYPE, LoweredModel, is_placeholder, lower_lookups
+from lutnet.export.monitor import Coordinate, monitor_graph, range_card
 from lutnet.export.verify import Verification, VerificationError, compare, pocket_edge_samples, run_session, smallest_bins
 
 if TYPE_CHECKING:
@@ -113,9 +117,10 @@ def export_module(
     if not verification.passed:
         raise VerificationError("verification failed, nothing written: " + "; ".join(verification.failures))
     proto = lowered.proto
-    helper.set_model_props(proto, model_card(model, proto, lowered, task, labels, target, verification))
+    card = model_card(model, proto, lowered, task, labels, target, verification) | training_ranges(lowered, inputs, extra)
+    helper.set_model_props(proto, card)
     onnx.checker.check_model(proto, full_check=True)
-    _write(proto, target)
+    _write(proto, target, _monitor(lowered))
     return proto
 
 
@@ -405,7 +410,26 @@ def state_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _write(proto: onnx.ModelProto, target: Target) -> None:
+def training_ranges(lowered: LoweredModel, inputs: tuple[torch.Tensor, ...], extra: tuple[torch.Tensor, ...] | None) -> dict[str, str]:
+    """Card entries for the ranges the model was calibrated on: the first input's features over the example inputs
+    (and ``verify_data``) when it is a float tensor, and every lookup's tables."""
+    rows = [inputs[0]] if extra is None else [inputs[0], extra[0]]
+    input_range = InputRange.of_samples(np.concatenate([x.detach().double().cpu().numpy() for x in rows])) if rows[0].is_floating_point() else None
+    return range_card(input_range, [LayerTable(lookup.settings.table, lookup.settings.lo, lookup.settings.hi) for lookup in lowered.lookups])
+
+
+def _monitor(lowered: LoweredModel) -> bytes | None:
+    """The monitor graph (per-layer saturation beside the outputs) of a model with lookups; None without any."""
+    if not lowered.lookups:
+        return None
+    coordinates = []
+    for lookup in lowered.lookups:
+        scale, offset = GRIDS[lookup.settings.mode, lookup.settings.extrapolate]
+        coordinates.append(Coordinate(lookup.coordinate, offset, scale * lookup.settings.bins + offset))
+    return monitor_graph(lowered.proto, coordinates).SerializeToString()
+
+
+def _write(proto: onnx.ModelProto, target: Target, monitor: bytes | None) -> None:
     data = proto.SerializeToString()
     if target.out is not None:
         try:
@@ -414,4 +438,4 @@ def _write(proto: onnx.ModelProto, target: Target) -> None:
             raise ModuleExportError(f"output {target.out}", expected="a writable file path", got=exc.strerror or str(exc)) from None
     elif target.repository is not None:
         config = repository.config_pbtxt_for(target.name, proto)
-        repository.write_model(target.repository, target.name, target.version, data, config)
+        repository.write_model(target.repository, target.name, target.version, data, config, {MONITOR_FILE: monitor} if monitor else None)

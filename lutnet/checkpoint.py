@@ -8,7 +8,8 @@ Tensor names (every array float32 unless noted):
 
 ``config.json`` holds the format version, the model spec, the task, label names, the input
 standardization (per feature for ``mlp``, per input channel for ``convnet``), the target
-standardization for regression, the data set and split, metrics, training arguments and versions.
+standardization for regression, the data set and split, metrics, training arguments and versions, and (from
+the trainer, optional for older checkpoints) each input feature's training range (``lutnet.ranges``).
 """
 from __future__ import annotations
 

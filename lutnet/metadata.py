@@ -23,6 +23,12 @@ MERGE_MAX_ERROR = PREFIX + "merge_max_error"  # max |fused - reference| measured
 SOURCE_SHA256 = PREFIX + "source_sha256"  # sha256 of the checkpoint's model.safetensors
 TRAINING_METRICS = PREFIX + "training_metrics"  # JSON object
 LUTNET_VERSION = PREFIX + "version"
+# Training ranges (lutnet.ranges), absent from models exported before them: JSON {"percentiles": [0.5, 99.5], "lo": [...], "hi": [...]}
+# with one value per element of a row, and a JSON list with one {"lo": [...], "hi": [...], "knots": [[...], ...]} per LUT layer.
+INPUT_RANGE = PREFIX + "input_range"
+LUT_TABLES = PREFIX + "lut_tables"
+# The output of the monitor graph (lutnet.repository.MONITOR_FILE): per LUT layer, the fraction of pre-activations outside its tables.
+SATURATION_OUTPUT = "lut_saturation"
 
 
 DEFAULT_INPUT_NAME = "input"

@@ -5,7 +5,7 @@ import numpy as np
 
 from lutnet.checkpoint import Checkpoint
 from lutnet.errors import LutnetError
-from lutnet.lut import activation_function, lut_forward
+from lutnet.lut import activation_function, bin_coordinate, lut_forward
 
 
 def forward(checkpoint: Checkpoint, x: np.ndarray, *, mode: str | None = None) -> np.ndarray:
@@ -13,6 +13,27 @@ def forward(checkpoint: Checkpoint, x: np.ndarray, *, mode: str | None = None) -
 
     ``mode`` overrides the LUT mode of the checkpoint (``None`` keeps the trained one).
     """
+    h = hidden_layers(checkpoint, x, mode)[-1][1]
+    head_weight, head_bias = (np.asarray(checkpoint.tensors[f"head.{k}"], dtype=np.float64) for k in ("weight", "bias"))
+    out = h.reshape(len(h), -1) @ head_weight.T + head_bias
+    return out * checkpoint.target_std + checkpoint.target_mean if checkpoint.task == "regression" else out
+
+
+def saturation(checkpoint: Checkpoint, x: np.ndarray) -> np.ndarray:
+    """Per LUT layer, the fraction of pre-activations on ``x`` outside the layer's tables (table coordinate u outside [0, K])."""
+    spec = checkpoint.spec
+    if spec.activation != "lut":
+        return np.zeros(0)
+    fractions = []
+    for i, (z, _) in enumerate(hidden_layers(checkpoint, x)):
+        lo, hi = (np.broadcast_to(checkpoint.tensors[f"act.{i}.{k}"], (z.shape[1],)) for k in ("lo", "hi"))
+        u = bin_coordinate(z, lo, hi, spec.lut.bins)
+        fractions.append(float(np.mean((u < 0) | (u > spec.lut.bins))))
+    return np.array(fractions)
+
+
+def hidden_layers(checkpoint: Checkpoint, x: np.ndarray, mode: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each hidden layer's pre-activation and its output (after pooling), in float64."""
     spec = checkpoint.spec
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1:] != tuple(spec.input_shape):
@@ -20,14 +41,15 @@ def forward(checkpoint: Checkpoint, x: np.ndarray, *, mode: str | None = None) -
     shape = [1, -1] + [1] * (x.ndim - 2)
     h = (x - checkpoint.input_mean.reshape(shape)) / checkpoint.input_std.reshape(shape)
     t = {name: np.asarray(value, dtype=np.float64) for name, value in checkpoint.tensors.items()}
+    layers = []
     for i in range(len(spec.hidden)):
         w, b = t[f"hidden.{i}.weight"], t[f"hidden.{i}.bias"]
-        h = h @ w.T + b if spec.family == "mlp" else conv2d_same(h, w) + b[None, :, None, None]
-        h = activate(h, spec.activation, t, i, mode or spec.lut.mode, spec.lut.extrapolate)
+        z = h @ w.T + b if spec.family == "mlp" else conv2d_same(h, w) + b[None, :, None, None]
+        h = activate(z, spec.activation, t, i, mode or spec.lut.mode, spec.lut.extrapolate)
         if spec.family == "convnet":
             h = pool2x2(h, spec.pool)
-    out = h.reshape(len(h), -1) @ t["head.weight"].T + t["head.bias"]
-    return out * checkpoint.target_std + checkpoint.target_mean if checkpoint.task == "regression" else out
+        layers.append((z, h))
+    return layers
 
 
 def activate(h: np.ndarray, activation: str, tensors: dict[str, np.ndarray], layer: int, mode: str, extrapolate: str) -> np.ndarray:

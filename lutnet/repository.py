@@ -9,6 +9,9 @@ import re
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.pbtxt"
+# Beside model.onnx in a version folder: the same graph with one more output, metadata.SATURATION_OUTPUT. Not a version
+# (only numeric folders are) and not the model file, so neither lutnet's scanner nor Triton's onnxruntime backend loads it.
+MONITOR_FILE = "monitor.onnx"
 
 # A single path component that cannot climb out of the repository: no separators, no leading dot, no "..".
 # The patterns are anchored as OpenAPI's path-parameter patterns need them.

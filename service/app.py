@@ -11,11 +11,14 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,13 +28,14 @@ from lutnet.service import schemas
 from lutnet.service.compute import ComputeThreads
 from lutnet.service.dataplane import DataPlane
 from lutnet.service.errors import ServiceError
-from lutnet.service.metrics import ServiceMetrics
+from lutnet.service.metrics import PUBLISH_S, ServiceMetrics
 from lutnet.service.repository import ModelRegistry
 from lutnet.service.fastpath import BodyDeadlines, InferenceRoutes, client_gone, too_large
 from lutnet.service.routes import build_routers, inference_docs_router, json_response
 from lutnet.service.settings import Settings
 
 log = logging.getLogger("lutnet.serve")
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, from the fastapi-offline package
 
 DESCRIPTION = """Serves fused lutnet models (plain ONNX) with onnxruntime.
 
@@ -67,10 +71,12 @@ def create_app(settings: Settings, registry: ModelRegistry | None = None) -> Fas
     if registry is None:
         if settings.repository is None:
             raise LutnetError("model repository", expected="a directory (--repository DIR or LUTNET_REPOSITORY)", got="none")
-        registry = ModelRegistry(settings.repository, settings, ServiceMetrics(settings.stats_window))
+        registry = ModelRegistry(settings.repository, settings, ServiceMetrics(settings.stats_window, settings.metrics_dir))
     plane = DataPlane(settings, registry, registry.metrics)
     deadlines = BodyDeadlines(settings.body_timeout_s)
-    app = LutnetAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane, deadlines))
+    app = LutnetAPI(title="lutnet", version=__version__, description=DESCRIPTION, lifespan=lambda app: serving(plane, deadlines),
+                    docs_url=None, redoc_url=None)
+    _offline_docs(app)
     for router in build_routers(plane, settings.api_token):
         app.include_router(router)
     app.add_exception_handler(ServiceError, _service_error)
@@ -107,15 +113,14 @@ async def serving(plane: DataPlane, deadlines: BodyDeadlines) -> AsyncIterator[N
     if not plane.registry.defaults():
         log.warning("no model is loaded from %s; the server answers 404 until one is loaded", plane.registry.repository)
     restore_signal = _drain_on_sigterm(plane)
-    tasks = [
-        asyncio.create_task(_every(seconds, job))
-        for seconds, job in (
-            (settings.poll_seconds, plane.registry.sync),
-            (settings.stats_log_s, _log_statistics(plane)),
-            (deadlines.timeout_s / 4, deadlines.sweep),  # a stalled body is cut off within a quarter of the timeout after it
-        )
-        if seconds > 0
-    ]
+    publish = PUBLISH_S if plane.metrics.shared_dir is not None else 0
+    jobs = (
+        (settings.poll_seconds, plane.registry.sync),
+        (settings.stats_log_s, _log_statistics(plane)),
+        (deadlines.timeout_s / 4, deadlines.sweep),  # a stalled body is cut off within a quarter of the timeout after it
+        (publish, _publish(plane)),  # this worker's counts, for the others' /metrics and statistics answers
+    )
+    tasks = [asyncio.create_task(_every(seconds, job)) for seconds, job in jobs if seconds > 0]
     # Everything built so far (FastAPI, pydantic, onnxruntime bindings, the models) lives as long as the
     # process: moved out of the collector's sight, it no longer makes each full collection a pause of
     # tens of milliseconds in the latency tail.
@@ -132,6 +137,7 @@ async def serving(plane: DataPlane, deadlines: BodyDeadlines) -> AsyncIterator[N
         if threads is not None:
             threads.shutdown()
         restore_signal()
+        plane.metrics.publish()
         for model in plane.registry.loaded():
             log.info("statistics at shutdown: %s", model.stats.summary())
 
@@ -173,6 +179,13 @@ def _log_statistics(plane: DataPlane) -> Callable[[], Any]:
     return job
 
 
+def _publish(plane: DataPlane) -> Callable[[], Any]:
+    async def job() -> None:
+        await asyncio.to_thread(plane.metrics.publish)
+
+    return job
+
+
 class BodyLimit:
     """The body limits of the hot routes for every other route: 413 for a body over the registry's ``body_limit``, at
     once from Content-Length or while a chunked body streams in; 408 for a body that stalls (``BodyDeadlines``)."""
@@ -192,16 +205,19 @@ class BodyLimit:
         await self.app(scope, self._guarded(receive, limit), send)
 
     def _guarded(self, receive: Receive, limit: int) -> Receive:
-        seen, since = 0, time.monotonic()
+        seen, since, complete = 0, time.monotonic(), False
 
         async def guarded() -> Any:
-            nonlocal seen
+            nonlocal seen, complete
+            if complete:  # the body is in; a route listening for the client to go away (a streamed file) hears it as is
+                return await receive()
             message = await self.deadlines.receive(receive, since)
             if message["type"] == "http.disconnect":
                 raise client_gone()
             seen += len(message.get("body", b""))
             if seen > limit:
                 raise too_large(limit, f"more than {limit} bytes")
+            complete = not message.get("more_body", False)
             return message
 
         return guarded
@@ -239,6 +255,35 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return json_response({"error": f"internal server error ({type(exc).__name__}); see the server log"}, 500)
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts, stylesheet and icon served from the fastapi-offline package
+    rather than a public CDN, and ReDoc without web fonts, so both work air-gapped."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(resources.files("fastapi_offline") / "static")), name="docs-assets")
+
+    async def swagger(request: Request) -> Response:
+        root = request.scope.get("root_path", "") + DOCS_ASSETS
+        return get_swagger_ui_html(
+            openapi_url=request.scope.get("root_path", "") + (app.openapi_url or ""),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/swagger-ui.css",
+            swagger_favicon_url=f"{root}/favicon.png",
+        )
+
+    async def redoc(request: Request) -> Response:
+        root = request.scope.get("root_path", "") + DOCS_ASSETS
+        return get_redoc_html(
+            openapi_url=request.scope.get("root_path", "") + (app.openapi_url or ""),
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.add_api_route("/docs", swagger, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
 
 
 def _document(app: FastAPI, extra: APIRouter, bodies: list[type]) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -40,6 +42,11 @@ FLAGS = {
     "shutdown_grace": "shutdown_grace_s",
     "log_level": "log_level",
     "access_log": "access_log",
+    "range_monitor": "range_monitor",
+    "saturation_sample_rate": "saturation_sample_rate",
+    "saturation_window": "saturation_window",
+    "saturation_warning": "saturation_warning",
+    "dashboard": "dashboard",
 }
 
 
@@ -96,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--shutdown-grace", type=float, metavar="SECONDS", help="after SIGTERM, time for in-flight requests to finish (default 10)")
     add("--log-level", choices=["critical", "error", "warning", "info", "debug"], help="log level (default info)")
     add("--access-log", action=argparse.BooleanOptionalAction, help="log every request (default off: it costs throughput)")
+    add("--range-monitor", action=argparse.BooleanOptionalAction, help="count input rows outside the model card's training range (default on)")
+    add("--saturation-sample-rate", type=float, metavar="RATE", help="share of requests that also measure LUT table saturation (default 0.01; 0: off)")
+    add("--saturation-window", type=int, metavar="N", help="recent sampled requests per saturation ratio (default 64)")
+    add("--saturation-warning", type=float, metavar="RATIO", help="log a warning when a LUT layer's saturation passes this (default 0.1)")
+    add("--dashboard", action=argparse.BooleanOptionalAction, help="serve the read-only dashboard at /dashboard (default on)")
     return parser
 
 
@@ -144,6 +156,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"lutnet serve: {len(models)} model(s) from {settings.repository} on http://{settings.host}:{settings.port} (docs at /docs)")
     for model in models:
         print(f"  {model.name} v{model.version}:  {curl_example(model, settings.host, settings.port)}")
+    with worker_metrics(settings) as settings:
+        run(settings)
+    return 0
+
+
+@contextlib.contextmanager
+def worker_metrics(settings: Settings) -> Iterator[Settings]:
+    """Settings with a fresh ``metrics_dir`` for several workers (removed afterwards), so every scrape covers all of them."""
+    if settings.workers == 1 or settings.metrics_dir is not None:
+        yield settings
+        return
+    with tempfile.TemporaryDirectory(prefix="lutnet-metrics-") as folder:
+        yield settings.model_copy(update={"metrics_dir": Path(folder)})
+
+
+def run(settings: Settings) -> None:
+    """uvicorn with the app of ``settings``, until SIGINT/SIGTERM."""
     # Worker processes rebuild the settings from the environment, so the flags travel there.
     os.environ.update(settings.to_environment())
     uvicorn.run(
@@ -159,4 +188,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # X-Forwarded-* only change the client address the access log shows; without that log they are not read.
         proxy_headers=settings.access_log,
     )
-    return 0

@@ -80,7 +80,8 @@ class DataPlane:
             models = [self.registry.get(name, str(v)) for v in self.registry.versions(name)]
         else:
             models = [self.registry.get(name, version)]
-        return {"model_stats": [model.stats.to_triton() for model in sorted(models, key=lambda m: (m.name, m.version))]}
+        every_worker = self.metrics.view()
+        return {"model_stats": [every_worker[model.name, model.version].to_triton() for model in sorted(models, key=lambda m: (m.name, m.version))]}
 
     async def infer(self, name: str, version: str | None, body: bytes, header_length: str | None) -> InferReply:
         """A v2 infer request from body bytes (JSON, or JSON header + binary tensors) to response bytes."""
@@ -132,9 +133,10 @@ class DataPlane:
         finished = time.perf_counter_ns()
         # Counted in the event loop's next pass: the route writes the response in this one, so the client does not
         # wait for the bookkeeping (at concurrency 1 that is several percent of a batch-1 request's time).
-        asyncio.get_running_loop().call_soon(
-            model.stats.record_success, finished - started, decoded - started, result.queue_ns, result.compute_ns, finished - computed, rows
-        )
+        loop = asyncio.get_running_loop()
+        loop.call_soon(model.stats.record_success, finished - started, decoded - started, result.queue_ns, result.compute_ns, finished - computed, rows)
+        if model.monitor is not None:
+            loop.call_soon(model.monitor.observe, inputs, rows)
         return reply
 
     async def repository_index(self, ready_only: bool) -> list[dict[str, Any]]:

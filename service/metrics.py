@@ -1,22 +1,35 @@
 """Traffic and latency metrics: plain counters per model version, exposed as Prometheus series from a registry the
-app owns, as Triton-style statistics, and as recent p50/p95/p99.
+app owns, as Triton-style statistics, and as recent p50/p95/p99; with the input range and saturation monitors' counts.
 
 A request only bumps integers and bucket counts; the Prometheus metric families are built when
 ``/metrics`` is scraped (a custom collector), which keeps the per-request cost to about a microsecond.
+
+Several worker processes: each one writes all its counts to ``metrics_dir/<pid>.json`` every
+``PUBLISH_S`` seconds (and at shutdown), and a scrape or statistics request, whichever worker answers
+it, adds the files of the others to its own live counts. Counters of a worker that exited stay
+counted, as Prometheus expects of counters. prometheus_client's multiprocess mode would cover only the
+Prometheus series (not the statistics route's percentiles and windows) and costs a locked write to a
+memory-mapped file per update on the hot path, where this costs nothing per request.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+
+from lutnet.atomic import write_bytes_atomic
+from lutnet.service.monitor import RangeCounts, SaturationWindow
 
 SECONDS_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0, 2.5, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -29,6 +42,7 @@ HISTOGRAMS = {  # attribute of ModelStats -> (metric name, help, buckets)
     "compute": ("lutnet_compute_duration_seconds", "Time of one onnxruntime call.", SECONDS_BUCKETS),
     "batch_size": ("lutnet_batch_size", "Rows in one onnxruntime call.", BATCH_BUCKETS),
 }
+PUBLISH_S = 1.0  # with several workers: how old another worker's counts in a scrape may be
 
 
 class BucketCounts:
@@ -45,6 +59,11 @@ class BucketCounts:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
+    def absorb(self, state: list[Any]) -> None:
+        """Add another worker's ``[counts, total]``."""
+        self.counts = [a + b for a, b in zip(self.counts, state[0], strict=True)]
+        self.total += state[1]
+
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, count of values <= le)`` pairs ending with ``+Inf``."""
         running, buckets = 0, []
@@ -57,8 +76,9 @@ class BucketCounts:
 class ServiceMetrics:
     """Every metric of one app; one ``ModelStats`` per model version, kept across reloads of that version."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, shared_dir: Path | None = None) -> None:
         self.window = window
+        self.shared_dir = shared_dir
         self._models: dict[tuple[str, int], ModelStats] = {}
         self.registry = CollectorRegistry()
         self.registry.register(self)
@@ -70,18 +90,62 @@ class ServiceMetrics:
             self._models[key] = ModelStats(self.window, name, version)
         return self._models[key]
 
+    def publish(self) -> None:
+        """Write this worker's counts for the other workers to read (with a ``shared_dir`` only)."""
+        if self.shared_dir is not None:
+            write_bytes_atomic(self.shared_dir / f"{os.getpid()}.json", orjson.dumps([stats.state() for stats in self._models.values()]))
+
+    def view(self) -> dict[tuple[str, int], ModelStats]:
+        """Every model version's counts over all workers: this one's live, the others' as last published."""
+        if self.shared_dir is None:
+            return self._models
+        states: dict[tuple[str, int], list[dict[str, Any]]] = {key: [stats.state()] for key, stats in self._models.items()}
+        for state in self._published_elsewhere():
+            states.setdefault((state["name"], state["version"]), []).append(state)
+        return {key: ModelStats.combined(parts) for key, parts in states.items()}
+
+    def _published_elsewhere(self) -> Iterator[dict[str, Any]]:
+        assert self.shared_dir is not None
+        own = f"{os.getpid()}.json"
+        for path in self.shared_dir.glob("*.json"):
+            if path.name == own:
+                continue
+            try:
+                yield from orjson.loads(path.read_bytes())
+            except FileNotFoundError:  # replaced between the listing and the read: the next scrape reads the new one
+                continue
+
     def collect(self) -> Iterator[Metric]:
         """Prometheus collector protocol: the metric families, built from every model's counters now."""
         requests = CounterMetricFamily("lutnet_requests", "Inference requests by model, version and outcome.", labels=["model", "version", "outcome"])
         histograms = {key: HistogramMetricFamily(name, text, labels=["model", "version"]) for key, (name, text, _) in HISTOGRAMS.items()}
-        for (name, version), stats in sorted(self._models.items()):
+        labels = ["model", "version"]
+        rows = CounterMetricFamily("lutnet_input_rows", "Rows checked against the training range of the inputs.", labels=labels)
+        outside = CounterMetricFamily("lutnet_input_out_of_range_rows", "Rows with any input feature outside its training range.", labels=labels)
+        recent = GaugeMetricFamily("lutnet_input_out_of_range_ratio", "Share of rows out of the training range in the recent requests.", labels=labels)
+        saturation = GaugeMetricFamily(
+            "lutnet_lut_saturation_ratio",
+            "Share of a LUT layer's pre-activations outside its tables, in the recent sampled requests.",
+            labels=[*labels, "layer"],
+        )
+        for (name, version), stats in sorted(self.view().items()):
             for outcome, count in stats.outcomes.items():
                 requests.add_metric([name, str(version), outcome], count)
             for key, family in histograms.items():
                 counts: BucketCounts = getattr(stats, key)
                 family.add_metric([name, str(version)], counts.cumulative(), counts.total)
+            if stats.range is not None:
+                rows.add_metric([name, str(version)], stats.range.rows)
+                outside.add_metric([name, str(version)], stats.range.out_of_range_rows)
+                fraction = stats.range.recent_fraction()
+                if fraction is not None:
+                    recent.add_metric([name, str(version)], fraction)
+            ratios = stats.saturation.ratios() if stats.saturation is not None else None
+            for layer, ratio in enumerate(ratios or []):
+                saturation.add_metric([name, str(version), str(layer)], ratio)
         yield requests
         yield from histograms.values()
+        yield from (rows, outside, recent, saturation)
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -91,12 +155,16 @@ class ServiceMetrics:
 class ModelStats:
     """Counters of one model version: outcomes, histograms, Triton statistics, a window of recent latencies."""
 
-    def __init__(self, window: int, name: str, version: int) -> None:
+    def __init__(self, window: int | None, name: str, version: int) -> None:
         self.name, self.version = name, version
+        self.window = window
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.latency, self.queue, self.compute = (BucketCounts(SECONDS_BUCKETS) for _ in range(3))
         self.batch_size = BucketCounts(BATCH_BUCKETS)
         self._recent: deque[int] = deque(maxlen=window)
+        # Set by the model's InputMonitor when its card has a training range, and a monitor graph to sample.
+        self.range: RangeCounts | None = None
+        self.saturation: SaturationWindow | None = None
         # Triton statistics: every answered request counts once in each phase, so one count and a sum of ns per phase.
         self._succeeded = 0
         self._success_ns = [0] * len(SUCCESS_PHASES)
@@ -137,6 +205,58 @@ class ModelStats:
         self.compute.observe(compute_ns * 1e-9)
         self.batch_size.observe(rows)
 
+    def state(self) -> dict[str, Any]:
+        """Every count, as JSON-ready values, for another worker's ``combined``."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "outcomes": self.outcomes,
+            "histograms": {key: [getattr(self, key).counts, getattr(self, key).total] for key in HISTOGRAMS},
+            "recent": list(self._recent),
+            "succeeded": self._succeeded,
+            "success_ns": self._success_ns,
+            "failed": self._failed,
+            "batches": [[size, *pair] for size, pair in self._batches.items()],
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "last_inference_ms": self.last_inference_ms,
+            "range": self.range.state() if self.range is not None else None,
+            "saturation": self.saturation.state() if self.saturation is not None else None,
+        }
+
+    @classmethod
+    def combined(cls, states: list[dict[str, Any]]) -> ModelStats:
+        """The counts of several workers' ``state()`` of one model version added up; recent windows are joined."""
+        stats = cls(None, states[0]["name"], states[0]["version"])
+        for state in states:
+            stats._absorb(state)
+        return stats
+
+    def _absorb(self, state: dict[str, Any]) -> None:
+        for outcome, count in state["outcomes"].items():
+            self.outcomes[outcome] += count
+        for key, pair in state["histograms"].items():
+            getattr(self, key).absorb(pair)
+        self._recent.extend(state["recent"])
+        self._succeeded += state["succeeded"]
+        self._success_ns = [a + b for a, b in zip(self._success_ns, state["success_ns"], strict=True)]
+        self._failed = [a + b for a, b in zip(self._failed, state["failed"], strict=True)]
+        for size, count, ns in state["batches"]:
+            batch = self._batches.setdefault(size, [0, 0])
+            batch[0] += count
+            batch[1] += ns
+        self.inference_count += state["inference_count"]
+        self.execution_count += state["execution_count"]
+        self.last_inference_ms = max(self.last_inference_ms, state["last_inference_ms"])
+        if state["range"] is not None:
+            if self.range is None:
+                self.range = RangeCounts(len(state["range"]["below"]), tuple(state["range"]["percentiles"]), None)
+            self.range.absorb(state["range"])
+        if state["saturation"] is not None:
+            if self.saturation is None:
+                self.saturation = SaturationWindow(state["saturation"]["layers"], None)
+            self.saturation.absorb(state["saturation"])
+
     def recent_percentiles(self) -> dict[str, Any]:
         """p50 / p95 / p99 of the end-to-end latency of the most recent successful requests, in milliseconds."""
         if not self._recent:
@@ -161,6 +281,8 @@ class ModelStats:
                 for size, pair in sorted(self._batches.items())
             ],
             "recent_latency": self.recent_percentiles(),
+            "input_range": self.range.to_dict() if self.range is not None else None,
+            "lut_saturation": self.saturation.to_dict() if self.saturation is not None else None,
         }
 
     def summary(self) -> str:

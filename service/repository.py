@@ -205,6 +205,7 @@ class ModelRegistry:
         policy = BatchingPolicy.resolve(self.settings, config)
         model = LoadedModel(name, version, path, create_session(path, self.settings), policy, self.metrics.for_model(name, version))
         timings = np.array(model.warm_up()) / 1e6
+        model.attach_monitor(self.settings)
         log.info(
             "loaded model %s version %s: %s, inputs %s, batching %s; warm-up compute p50 %.3f ms p95 %.3f ms p99 %.3f ms",
             name,

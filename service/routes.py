@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
 from lutnet.repository import MODEL_NAME_PATTERN, VERSION_PATTERN
-from lutnet.service import schemas
+from lutnet.service import dashboard, schemas
 from lutnet.service.dataplane import DataPlane
 from lutnet.service.errors import BadRequest, Forbidden, Unauthorized, Unavailable
 from lutnet.service.protocol import BINARY_CONTENT_TYPE, JSON_CONTENT_TYPE, parse_json
@@ -58,7 +58,8 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 def build_routers(plane: DataPlane, api_token: SecretStr | None) -> list[APIRouter]:
     """Every router of the app, bound to ``plane``."""
-    return [health_router(plane), model_router(plane), repository_router(plane, api_token), metrics_router(plane)]
+    routers = [health_router(plane), model_router(plane), repository_router(plane, api_token), metrics_router(plane)]
+    return routers + [dashboard_router(plane)] if plane.settings.dashboard else routers
 
 
 def _documented(path: str, body: type | None = None, binary_body: bool = False) -> dict[str, Any]:
@@ -197,7 +198,7 @@ def repository_router(plane: DataPlane, api_token: SecretStr | None) -> APIRoute
 
     async def index(request: Request) -> Response:
         body = await request.body()
-        options = parse_json(body) if body.strip() else {}
+        options = parse_json(body) if body else {}
         if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
             raise BadRequest("repository index body", expected='nothing or {"ready": true|false}', got=body[:60].decode(errors="replace"))
         return json_response(await plane.repository_index(options.get("ready", False)))
@@ -277,5 +278,28 @@ def metrics_router(plane: DataPlane) -> APIRouter:
         metrics,
         summary="Prometheus metrics: requests by outcome, latency, queue, compute and batch-size histograms",
         response_class=PrometheusText,
+    )
+    return router
+
+
+def dashboard_router(plane: DataPlane) -> APIRouter:
+    """The read-only dashboard and the curve data it draws; it shows what /metrics and the statistics routes show."""
+    router = APIRouter(tags=["dashboard"])
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(dashboard.page())
+
+    async def curves(request: Request) -> Response:
+        return json_response(dashboard.activation_curves(plane.registry.get(*_model_of(request))))
+
+    _add(router, "GET", ["/dashboard"], page, summary="Dashboard: live request rate, latency, out-of-range inputs, saturation and learned curves (HTML)",
+         response_class=HTMLResponse)
+    _add(
+        router,
+        "GET",
+        ["/dashboard/models/{model_name}/activations", "/dashboard/models/{model_name}/versions/{model_version}/activations"],
+        curves,
+        summary="Learned activation curves of a sample of channels of every LUT layer, from the tables in the model card",
+        model=schemas.ActivationCurves,
     )
     return router

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,15 @@ import numpy as np
 import onnxruntime as ort
 
 from lutnet import metadata as card_keys
+from lutnet.errors import LutnetError
+from lutnet.ranges import InputRange
+from lutnet.repository import MONITOR_FILE
 from lutnet.service.batching import BatchResult, Computed, MicroBatcher
 from lutnet.service.compute import ComputeThreads
 from lutnet.service.config import BatchingPolicy
 from lutnet.service.errors import BadRequest, ModelLoadError
 from lutnet.service.metrics import ModelStats
+from lutnet.service.monitor import InputMonitor, RangeCounts, SaturationWindow
 from lutnet.service.protocol import TensorSpec
 from lutnet.service.settings import Settings
 
@@ -52,8 +58,18 @@ OPTIMIZATION_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-JSON_CARD_KEYS = (card_keys.INPUT_SHAPE, card_keys.OUTPUT_SHAPE, card_keys.LABELS, card_keys.TRAINING_METRICS, card_keys.LUT_BINS, card_keys.MERGE_MAX_ERROR)
+JSON_CARD_KEYS = (
+    card_keys.INPUT_SHAPE,
+    card_keys.OUTPUT_SHAPE,
+    card_keys.LABELS,
+    card_keys.TRAINING_METRICS,
+    card_keys.LUT_BINS,
+    card_keys.MERGE_MAX_ERROR,
+    card_keys.INPUT_RANGE,
+    card_keys.LUT_TABLES,
+)
 WARMUP_RUNS = 20
+log = logging.getLogger("lutnet.serve")
 PROBE_ROWS = 64  # the second batch size the warm-up times, to learn what each row adds
 
 
@@ -158,6 +174,7 @@ class LoadedModel:
         self.cost = ComputeCost(0.0, 0.0)  # measured by warm_up
         self.inline_rows = 0  # calls of at most this many rows run on the event loop; larger ones in a compute thread
         self._threads: ComputeThreads | None = None
+        self.monitor: InputMonitor | None = None  # set by attach_monitor when the card has a range or a monitor graph is sampled
 
     @property
     def primary_input(self) -> TensorSpec:
@@ -270,6 +287,48 @@ class LoadedModel:
         """Zeros of every input's shape, with ``rows`` rows when the model batches (free dimensions are 1 otherwise)."""
         shape = lambda spec: [rows if self.batchable and i == 0 else max(d, 1) for i, d in enumerate(spec.shape)]  # noqa: E731
         return {spec.name: np.zeros(shape(spec), dtype=spec.dtype) for spec in self.inputs}
+
+    def attach_monitor(self, settings: Settings) -> None:
+        """Watch this version's inputs (its card's training range) and table saturation (its monitor graph), as ``settings`` ask."""
+        input_range = self._input_range() if settings.range_monitor else None
+        if input_range is not None:
+            bounds = (input_range.lo.astype(self.primary_input.dtype), input_range.hi.astype(self.primary_input.dtype))
+            if self.stats.range is None or self.stats.range.features != len(input_range.lo):
+                self.stats.range = RangeCounts(len(input_range.lo), input_range.percentiles, settings.stats_window, bounds)
+            self.stats.range.flush()
+            self.stats.range.bounds = bounds  # a reloaded version may carry another range
+        saturation = self._saturation(settings) if settings.saturation_sample_rate > 0 else None
+        if input_range is None and saturation is None:
+            return
+        label = f"model {self.name} v{self.version}"
+        counts, watched = (self.stats.range, self.primary_input.name) if input_range is not None else (None, "")
+        self.monitor = InputMonitor(watched, counts, saturation, label, settings.saturation_warning)
+
+    def _input_range(self) -> InputRange | None:
+        """The card's training range of the primary input; None when absent or unreadable (logged: the model still serves)."""
+        if card_keys.INPUT_RANGE not in self.card.values or len(self.inputs) != 1:
+            return None
+        try:
+            return InputRange.from_dict(self.card.values[card_keys.INPUT_RANGE], math.prod(self.primary_input.row_shape))
+        except LutnetError as exc:
+            log.warning("model %s v%s: no input range monitoring: %s", self.name, self.version, exc)
+            return None
+
+    def _saturation(self, settings: Settings) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], SaturationWindow, int] | None:
+        """The monitor graph's saturation output as a function of the inputs, its window and the sampling period."""
+        path = self.path.parent / MONITOR_FILE
+        if not path.is_file():
+            return None
+        try:
+            session = create_session(path, settings)
+            layers = session.get_outputs()[[o.name for o in session.get_outputs()].index(card_keys.SATURATION_OUTPUT)].shape[0]
+        except (ModelLoadError, ValueError) as exc:
+            log.warning("model %s v%s: no saturation monitoring, %s: %s", self.name, self.version, path.name, str(exc)[:300])
+            return None
+        if self.stats.saturation is None or self.stats.saturation.layers != layers:
+            self.stats.saturation = SaturationWindow(layers, settings.saturation_window)
+        run = lambda feeds: session.run([card_keys.SATURATION_OUTPUT], feeds)[0]  # noqa: E731
+        return run, self.stats.saturation, max(1, round(1 / settings.saturation_sample_rate))
 
     def describe(self) -> dict[str, Any]:
         """v2 model metadata of this version."""

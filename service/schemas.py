@@ -113,7 +113,38 @@ class ModelStatistics(BaseModel):
     inference_stats: dict[str, Duration] = Field(description="success, fail, queue, compute_input (decode), compute_infer, compute_output (encode).")
     batch_stats: list[dict[str, Any]]
     recent_latency: dict[str, float | int | None] = Field(description="p50/p95/p99 end-to-end milliseconds over the recent window.")
+    input_range: dict[str, Any] | None = Field(
+        None,
+        description="Rows checked against the card's training range, rows with any feature outside it, the recent fraction, and per "
+        "feature how often it was below or above (most often first); null for a model without a range.",
+    )
+    lut_saturation: dict[str, Any] | None = Field(
+        None, description="Per LUT layer, the share of pre-activations outside its tables in the recent sampled requests; null when not sampled."
+    )
 
 
 class Statistics(BaseModel):
     model_stats: list[ModelStatistics]
+
+
+class ActivationCurve(BaseModel):
+    channel: int
+    lo: float = Field(description="Start of the channel's table range: where it was trained.")
+    hi: float = Field(description="End of the channel's table range.")
+    x: list[float] = Field(description="Pre-activation values, over the range and a margin on each side (extrapolation).")
+    y: list[float] = Field(description="The learned activation at each x.")
+
+
+class LayerCurves(BaseModel):
+    layer: int
+    channels: int = Field(description="Channels of the layer (1 for a table shared by all).")
+    bins: int
+    curves: list[ActivationCurve] = Field(description="A sample of channels, evenly spread.")
+
+
+class ActivationCurves(BaseModel):
+    name: str
+    version: str
+    mode: str
+    extrapolate: str
+    layers: list[LayerCurves] = Field(description="Every LUT layer; empty for a model whose card has no tables.")

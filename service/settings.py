@@ -68,6 +68,30 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(10.0, ge=0, description="After SIGTERM, how long in-flight requests may take to finish.")
     stats_window: int = Field(4096, ge=1, description="Recent requests per model over which p50/p95/p99 latencies are computed.")
     stats_log_s: float = Field(60.0, ge=0, description="Log each model's recent latency percentiles this often (0: never).")
+    range_monitor: bool = Field(
+        True,
+        description="Count, per model version, the rows with input features outside the training range in the model card "
+        "(the statistics route, /metrics and /dashboard show them; models without a range show none).",
+    )
+    saturation_sample_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of requests (every round(1/rate)-th) whose first rows also run through the model's monitor graph "
+        "(monitor.onnx beside model.onnx) to measure each LUT layer's table saturation; 0 turns it off.",
+    )
+    saturation_window: int = Field(64, ge=1, description="Recent sampled requests over which each LUT layer's saturation ratio is computed.")
+    saturation_warning: float = Field(
+        0.1, ge=0, le=1, description="Log a warning when a LUT layer's saturation ratio rises above this share of its pre-activations."
+    )
+    dashboard: bool = Field(
+        True, description="Serve the read-only dashboard at /dashboard and its data route; it shows what /metrics and the statistics routes show."
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description="Folder where each worker process publishes its counts so that /metrics and the statistics routes cover every "
+        "worker; lutnet serve makes a fresh one for --workers above 1 when this is unset.",
+    )
     access_log: bool = Field(False, description="Log every request (costs throughput).")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level of the server.")
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import lutnet
-from lutnet import tensorfile
+from lutnet import ranges, tensorfile
 from lutnet.atomic import write_text_atomic
 from lutnet.checkpoint import CONFIG_FILE, TENSOR_FILE, TEST_SPLIT_FILE, write_checkpoint
 from lutnet.errors import CheckpointError, LutnetError
@@ -472,6 +472,7 @@ def checkpoint_info(config: TrainConfig, data: Dataset, metrics: dict[str, Any],
         "dataset": {"name": data.name, "source": data.source, "sizes": data.sizes(), "split_seed": config.seed,
                     "target": config.target, "feature_names": data.feature_names},
         "metrics": metrics,
+        ranges.CHECKPOINT_KEY: ranges.InputRange.of_samples(data.X_train).to_dict(),  # the model card's input range (lutnet.ranges)
         "training": {**config.identity(), "epochs_run": len(history), "best_epoch": best_epoch,
                      "selected_by": {"split": "val", "metric": metric, "tie_break": None if metric == "loss" else "loss"},
                      "table_movement": table_movement, "seconds": round(sum(h["seconds"] for h in history), 3)},

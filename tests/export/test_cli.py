@@ -171,7 +171,9 @@ def test_public_api() -> None:
     from lutnet import export
 
     assert sorted(export.__all__) == sorted(
-        ["ExportResult", "LoweredModel", "ModuleExportError", "Verification", "VerificationError", "build_graph", "export_file", "export_model",
-         "export_module", "export_to_repository", "lower_lookups", "probe_inputs", "verify"]
+        [
+            "Coordinate", "ExportResult", "LoweredModel", "ModuleExportError", "Verification", "VerificationError", "build_graph", "export_file",
+            "export_model", "export_module", "export_to_repository", "lower_lookups", "monitor_graph", "probe_inputs", "range_card", "verify",
+        ]
     )
     assert all(hasattr(export, name) for name in export.__all__)

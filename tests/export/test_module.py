@@ -1,9 +1,11 @@
 """export_module on small modules: where each coordinate map goes, random architectures, and the errors that write nothing."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,13 +16,15 @@ pytest.importorskip("onnxscript")
 
 from torch import nn  # noqa: E402
 
+from lutnet import metadata  # noqa: E402
 from lutnet.errors import LutnetError  # noqa: E402
 from lutnet.export import export_module  # noqa: E402
 from lutnet.export.lookups import lower_lookups  # noqa: E402
 from lutnet.export.repository import RepositoryError  # noqa: E402
 from lutnet.export.torch_module import ModuleExportError, _torch_export  # noqa: E402
 from lutnet.lut import lut_forward  # noqa: E402
-from lutnet.training import ChannelError, LUTActivation, calibrate, replace_activations  # noqa: E402
+from lutnet.ranges import InputRange  # noqa: E402
+from lutnet.training import ChannelError, LUTActivation, calibrate, lut_layers, replace_activations  # noqa: E402
 
 
 def run(proto: object, *inputs: torch.Tensor) -> np.ndarray:
@@ -203,3 +207,30 @@ def test_unwritable_output_and_existing_version_fail_before_any_work(tmp_path: P
     with pytest.raises(RepositoryError, match=r"version 1 of model 'tiny': expected a version that does not exist yet"):
         export_module(model, x, repository=tmp_path / "models", name="tiny", version=1)
     assert sorted(p.name for p in (tmp_path / "models" / "tiny").iterdir()) == ["1", "config.pbtxt"]
+
+
+def test_a_module_export_carries_its_calibration_ranges_and_a_monitor_graph(tmp_path: Path) -> None:
+    """Input range from the example inputs, every lookup's tables, and monitor.onnx whose saturation equals numpy's."""
+    model, x = trained_blocks()
+    export_module(model, x, repository=tmp_path / "models", name="blocks", version=1)
+    folder = tmp_path / "models" / "blocks" / "1"
+    card = {p.key: p.value for p in onnx.load(folder / "model.onnx").metadata_props}
+    input_range = InputRange.from_dict(json.loads(card[metadata.INPUT_RANGE]))
+    np.testing.assert_allclose(input_range.lo, np.percentile(x.double().numpy().reshape(len(x), -1), 0.5, axis=0))
+    layers = lut_layers(model)
+    assert len(json.loads(card[metadata.LUT_TABLES])) == len(layers)
+    probe = torch.cat([x, 5 * x])
+    monitor = ort.InferenceSession(str(folder / "monitor.onnx"), providers=["CPUExecutionProvider"])
+    saturation = monitor.run([metadata.SATURATION_OUTPUT], {monitor.get_inputs()[0].name: probe.numpy()})[0]
+    pre_activations = []
+    hooks = [layer.register_forward_pre_hook(lambda layer, args: pre_activations.append(args[0].detach().double().numpy())) for layer in layers]
+    with torch.no_grad():
+        model(probe)
+    for hook in hooks:
+        hook.remove()
+    def outside(z: np.ndarray, layer: LUTActivation) -> float:
+        z = np.moveaxis(z, layer.dim, -1)  # channels last, to meet lo and hi
+        return float(np.mean((z < layer.lo.double().numpy()) | (z > layer.hi.double().numpy())))
+
+    expected = [outside(z, layer) for z, layer in zip(pre_activations, layers, strict=True)]
+    np.testing.assert_allclose(saturation, expected, atol=1e-6)

@@ -10,7 +10,7 @@ import pytest
 
 from lutnet.cli import main as lutnet_main
 from lutnet.errors import LutnetError
-from lutnet.service.cli import build_parser, check_repository, curl_example, settings_from
+from lutnet.service.cli import build_parser, check_repository, curl_example, settings_from, worker_metrics
 from lutnet.service.settings import Settings
 
 
@@ -75,3 +75,13 @@ def test_public_api_is_what_all_says() -> None:
 
     public = {name for name, value in vars(service).items() if not name.startswith("_") and getattr(value, "__module__", "").startswith("lutnet.service.")}
     assert public == set(service.__all__)
+
+
+def test_several_workers_get_a_fresh_metrics_folder_removed_afterwards() -> None:
+    with worker_metrics(Settings(workers=1)) as settings:
+        assert settings.metrics_dir is None
+    with worker_metrics(Settings(workers=2)) as settings:
+        folder = settings.metrics_dir
+        assert folder is not None and folder.is_dir() and not any(folder.iterdir())
+        assert settings.to_environment()["LUTNET_METRICS_DIR"] == str(folder)  # the workers rebuild their settings from it
+    assert not folder.exists()

@@ -17,6 +17,7 @@ from lutnet import cli, reference, tensorfile
 from lutnet.checkpoint import TEST_SPLIT_FILE, read_checkpoint
 from lutnet.lut import table_movement
 from lutnet.export.verify import probe_inputs
+from lutnet.ranges import DEFAULT_PERCENTILES, checkpoint_input_range
 from lutnet.spec import ModelSpec
 from lutnet.training.data import load_dataset
 from lutnet.training.models import build_model
@@ -57,6 +58,9 @@ def test_short_digits_run_beats_chance_and_writes_a_complete_checkpoint(tmp_path
     assert checkpoint.info["dataset"]["sizes"] == data.sizes() and checkpoint.info["dataset"]["split_seed"] == 0
     assert checkpoint.info["training"]["epochs"] == 4 and set(checkpoint.info["versions"]) == {"lutnet", "torch", "numpy", "python"}
     assert [h["epoch"] for h in history(out)] == [1, 2, 3, 4]
+    input_range = checkpoint_input_range(checkpoint.info, 64)
+    assert input_range is not None and input_range.percentiles == DEFAULT_PERCENTILES
+    np.testing.assert_allclose(input_range.hi, np.percentile(data.X_train, DEFAULT_PERCENTILES[1], axis=0), rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -130,6 +134,7 @@ def test_convnet_run_learns(tmp_path: Path) -> None:
     assert train("--model", "convnet", "--hidden", "8", "--epochs", "3", "--out", str(out), "--threads", "1", "--quiet") == 0
     checkpoint = read_checkpoint(out)
     assert checkpoint.spec.input_shape == (1, 8, 8) and checkpoint.info["metrics"]["test"]["accuracy"] > 0.5
+    assert checkpoint_input_range(checkpoint.info, 64) is not None  # one range per pixel of the image
     split = tensorfile.load_file(out / TEST_SPLIT_FILE)
     assert split["X"].shape == (len(load_dataset("digits").X_test), 1, 8, 8) and split["X"].dtype == np.float32
 
