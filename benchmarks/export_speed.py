@@ -25,7 +25,7 @@ CONVNETS = {
     "convnet_28x28": ModelSpec(family="convnet", input_shape=(1, 28, 28), num_outputs=10, hidden=(16, 32), lut=LUTSpec(bins=64)),
 }
 LOOKUPS = (("nearest", "clamp"), ("nearest", "linear"), ("linear", "clamp"), ("linear", "linear"))
-TARGETS = {"nearest": {1: 1.3, 1024: 1.5}, "linear": {1: 1.5, 1024: 2.0}}  # fused LUT / ReLU at 1 thread (issue 3)
+TARGETS = {"nearest": {1: 1.3, 1024: 1.5}, "linear": {1: 1.5, 1024: 2.0}}  # fused LUT / ReLU at 1 thread
 
 
 def synthetic_checkpoint(spec: ModelSpec, seed: int = 0) -> Checkpoint:

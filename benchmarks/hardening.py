@@ -1,4 +1,6 @@
-"""What the hardening of issue 15 costs and buys: the server before it (a git ref) and after it, side by side in one run.
+"""What the serving hardening (locked repository control, body limits, body deadlines) costs and buys, before and after.
+
+The server before it (a git ref) and after it run side by side in one run.
 
 ``python -m benchmarks.hardening [--baseline REF] [--duration 3] [--repeats 5]`` serves the digits model's shape
 (``benchmarks.serve_speed``'s export) from two servers with their defaults: this checkout, and ``REF``'s sources
@@ -40,7 +42,7 @@ from benchmarks.serve_speed import HOST, INFER, Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = serve_speed.WORK.parent / "hardening"
-BASELINE = "ee7a80e"  # the last commit before issue 15
+BASELINE = "ee7a80e"  # the last commit before the hardening
 PACKAGES = {"lutnet": "lutnet", "service": "lutnet/service", "training": "lutnet/training", "export": "lutnet/export"}  # folder -> module path
 SENDERS = 8
 Pins = tuple[list[str], list[str]]  # taskset prefixes of the servers and of wrk

@@ -33,7 +33,7 @@ SUITE_COMMANDS = {
 }
 FITTING_RATIO_TARGET = 0.7  # median test RMSE of lut_linear over the ReLU MLP's across the function-fitting tasks
 FITTING_WINS_TARGET = 6  # tasks where lut_linear beats both ReLU and GELU beyond the standard error
-HARDENING_COST = 0.97  # issue 15: the hardening may cost at most 3% of requests per second at c=1 and c=64
+HARDENING_COST = 0.97  # the hardening (auth, body limits and deadlines) may cost at most 3% of requests per second at c=1 and c=64
 Results = dict[str, dict[str, Any]]
 
 
@@ -551,7 +551,7 @@ def hardening_rows(results: Results) -> list[list[object]]:
 
 def hardening_section(results: Results) -> str:
     if "hardening" not in results:
-        return "## Hardening (issue 15)\n\n" + missing("hardening")
+        return "## Hardening: request limits and deadlines\n\n" + missing("hardening")
     hardening = results["hardening"]
     speed = hardening["speed"]["medians"]
     ratios = hardening["speed"]["ratios"]
@@ -560,7 +560,7 @@ def hardening_section(results: Results) -> str:
                    f"{speed[f'after_c{c}']['server_cpu_us_per_request']:.1f}", f"{ratios[f'cpu_per_request_after_vs_before_c{c}']:.3f}x"]
                   for c in (1, 64)]
     return "\n\n".join([
-        "## Hardening (issue 15)",
+        "## Hardening: request limits and deadlines",
         measured_on(hardening) + f" Before: `{hardening['setup']['baseline']}`; after: this checkout; both with their defaults.",
         "Batch-1 v2 JSON requests per second (medians of interleaved rounds):",
         table(["concurrency", "req/s before", "req/s after", "after / before", "server CPU us/req before", "after", "after / before"], speed_rows),

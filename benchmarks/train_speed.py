@@ -9,7 +9,7 @@ of the same setting. Candidates are
 interleaved epoch by epoch, so the ratios come from one run under the same machine load. Each epoch is
 timed twice: wall clock, and CPU time of this process, which a busy machine disturbs much less (with one
 thread the two agree on a quiet one).
-Target (issue 2): LUT-MLP epoch <= 1.3x the ReLU-MLP epoch.
+Target: LUT-MLP epoch <= 1.3x the ReLU-MLP epoch.
 """
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {  # name -> TrainConfig overrides
     "nearest+bins_32+smoothness_1e-2": {"mode": "nearest", "bins": 32, "smoothness": 1e-2},
     "nearest+bins_16+table_lr_1e-4": {"mode": "nearest", "bins": 16, "table_lr": 1e-4},
 }
-# The recipe study (issue: tables that earn their keep): function fitting beside the classification sets.
+# The recipe study: what lets the tables earn their keep, on function fitting beside the classification sets.
 RECIPE = {
     "gelu_mlp": {"activation": "gelu"},
     "recalibrate_after_5": {"recalibrate_after": 5},
@@ -63,6 +63,12 @@ RECIPE = {
     "depth_3": {"depth": 3},
     "table_constant": {"table_schedule": "constant"},
     "table_lr_3e-3+constant": {"table_lr": 3e-3, "table_schedule": "constant"},
+    "recalibrate_after_3": {"recalibrate_after": 3},
+    "recalibrate_after_10": {"recalibrate_after": 10},
+    "recalibrate_after_5+table_lr_3e-3": {"recalibrate_after": 5, "table_lr": 3e-3},
+    "recalibrate_after_5+bins_8": {"recalibrate_after": 5, "bins": 8},
+    "recalibrate_after_5+table_lr_3e-3+bins_8": {"recalibrate_after": 5, "table_lr": 3e-3, "bins": 8},
+    "recalibrate_after_5+constant": {"recalibrate_after": 5, "table_schedule": "constant"},
 }
 CANDIDATES.update(RECIPE)
 QUICK = ("relu_mlp", "lut_default", "bins_16")
