@@ -19,7 +19,7 @@ from lutnet.repository import MONITOR_FILE
 from lutnet.export import repository
 from lutnet.export.fold import exported_checkpoint
 from lutnet.export.graph import DEFAULT_OPSET, build_graph, set_card_entry
-from lutnet.export.monitor import checkpoint_tables, lookup_coordinates, monitor_graph, range_card
+from lutnet.export.monitor import checkpoint_tables, lookup_coordinates, monitor_graph, range_card, saturation_baseline
 from lutnet.export.verify import Verification, VerificationError, choose_bins, probe_inputs, verify
 
 
@@ -62,15 +62,20 @@ def export_model(
         if not verification.passed:
             raise VerificationError("verification failed, nothing written: " + "; ".join(verification.failures))
         set_card_entry(proto, metadata.MERGE_MAX_ERROR, repr(verification.deviation))
-    return ExportResult(proto.SerializeToString(), exported, len(proto.graph.node), verification, _monitor(proto, exported))
+    monitor = _monitor(proto, exported)
+    if monitor is not None:
+        for key, value in saturation_baseline(monitor, {metadata.DEFAULT_INPUT_NAME: probes.typical.astype(np.float32)}).items():
+            set_card_entry(proto, key, value)
+    return ExportResult(proto.SerializeToString(), exported, len(proto.graph.node), verification,
+                        None if monitor is None else monitor.SerializeToString())
 
 
-def _monitor(proto: onnx.ModelProto, exported: Checkpoint) -> bytes | None:
-    """The serialized monitor graph of a LUT model; None for a baseline, which has no tables to saturate."""
+def _monitor(proto: onnx.ModelProto, exported: Checkpoint) -> onnx.ModelProto | None:
+    """The monitor graph of a LUT model; None for a baseline, which has no tables to saturate."""
     lut = exported.spec.lut
     if exported.spec.activation != "lut":
         return None
-    return monitor_graph(proto, lookup_coordinates(proto, lut.mode, lut.extrapolate, lut.bins)).SerializeToString()
+    return monitor_graph(proto, lookup_coordinates(proto, lut.mode, lut.extrapolate, lut.bins))
 
 
 def export_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], **options: object) -> ExportResult:

@@ -11,6 +11,8 @@ here, a user's own torch module elsewhere) writes the same card entries and the 
 """
 from __future__ import annotations
 
+import json
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +66,15 @@ def lookup_coordinates(proto: onnx.ModelProto, mode: str, extrapolate: str, bins
         if match is not None:
             found[int(match[1])] = Coordinate(node.input[0], offset, scale * bins + offset)
     return [found[layer] for layer in sorted(found)]
+
+
+def saturation_baseline(monitor: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, str]:
+    """The card entry of each layer's saturation on ``feeds`` (the data the model was exported with), run by onnxruntime."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(monitor.SerializeToString(), providers=["CPUExecutionProvider"])
+    ratios = session.run([metadata.SATURATION_OUTPUT], feeds)[0]
+    return {metadata.SATURATION_BASELINE: json.dumps([round(float(r), 6) for r in ratios])}
 
 
 def monitor_graph(proto: onnx.ModelProto, coordinates: Sequence[Coordinate]) -> onnx.ModelProto:

@@ -34,7 +34,7 @@ from lutnet.export.exporter import check_resolution, check_writable
 from lutnet.export.fold import GRIDS
 from lutnet.export.graph import DEFAULT_OPSET, check_opset
 from lutnet.export.lookups import DOMAIN, OP_TYPE, LoweredModel, is_placeholder, lower_lookups
-from lutnet.export.monitor import Coordinate, monitor_graph, range_card
+from lutnet.export.monitor import Coordinate, monitor_graph, range_card, saturation_baseline
 from lutnet.export.verify import Verification, VerificationError, compare, pocket_edge_samples, run_session, smallest_bins
 
 if TYPE_CHECKING:
@@ -116,11 +116,13 @@ def export_module(
         model.train(was_training)
     if not verification.passed:
         raise VerificationError("verification failed, nothing written: " + "; ".join(verification.failures))
-    proto = lowered.proto
+    proto, monitor = lowered.proto, _monitor(lowered)
     card = model_card(model, proto, lowered, task, labels, target, verification) | training_ranges(lowered, inputs, extra)
+    if monitor is not None:
+        card |= saturation_baseline(monitor, _feeds(input_names, inputs, extra))
     helper.set_model_props(proto, card)
     onnx.checker.check_model(proto, full_check=True)
-    _write(proto, target, _monitor(lowered))
+    _write(proto, target, None if monitor is None else monitor.SerializeToString())
     return proto
 
 
@@ -418,7 +420,13 @@ def training_ranges(lowered: LoweredModel, inputs: tuple[torch.Tensor, ...], ext
     return range_card(input_range, [LayerTable(lookup.settings.table, lookup.settings.lo, lookup.settings.hi) for lookup in lowered.lookups])
 
 
-def _monitor(lowered: LoweredModel) -> bytes | None:
+def _feeds(names: Sequence[str], inputs: tuple[torch.Tensor, ...], extra: tuple[torch.Tensor, ...] | None) -> dict[str, np.ndarray]:
+    """The example inputs (and ``verify_data``) as onnxruntime feeds."""
+    parts = [inputs] if extra is None else [inputs, extra]
+    return {name: np.concatenate([p[i].detach().cpu().numpy() for p in parts]) for i, name in enumerate(names)}
+
+
+def _monitor(lowered: LoweredModel) -> onnx.ModelProto | None:
     """The monitor graph (per-layer saturation beside the outputs) of a model with lookups; None without any."""
     if not lowered.lookups:
         return None
@@ -426,7 +434,7 @@ def _monitor(lowered: LoweredModel) -> bytes | None:
     for lookup in lowered.lookups:
         scale, offset = GRIDS[lookup.settings.mode, lookup.settings.extrapolate]
         coordinates.append(Coordinate(lookup.coordinate, offset, scale * lookup.settings.bins + offset))
-    return monitor_graph(lowered.proto, coordinates).SerializeToString()
+    return monitor_graph(lowered.proto, coordinates)
 
 
 def _write(proto: onnx.ModelProto, target: Target, monitor: bytes | None) -> None:

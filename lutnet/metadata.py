@@ -27,6 +27,8 @@ LUTNET_VERSION = PREFIX + "version"
 # with one value per element of a row, and a JSON list with one {"lo": [...], "hi": [...], "knots": [[...], ...]} per LUT layer.
 INPUT_RANGE = PREFIX + "input_range"
 LUT_TABLES = PREFIX + "lut_tables"
+# JSON list: per LUT layer, the saturation of the monitor graph on the data the model was exported with (its level before any drift).
+SATURATION_BASELINE = PREFIX + "lut_saturation_baseline"
 # The output of the monitor graph (lutnet.repository.MONITOR_FILE): per LUT layer, the fraction of pre-activations outside its tables.
 SATURATION_OUTPUT = "lut_saturation"
 

@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--range-monitor", action=argparse.BooleanOptionalAction, help="count input rows outside the model card's training range (default on)")
     add("--saturation-sample-rate", type=float, metavar="RATE", help="share of requests that also measure LUT table saturation (default 0.01; 0: off)")
     add("--saturation-window", type=int, metavar="N", help="recent sampled requests per saturation ratio (default 64)")
-    add("--saturation-warning", type=float, metavar="RATIO", help="log a warning when a LUT layer's saturation passes this (default 0.1)")
+    add("--saturation-warning", type=float, metavar="RATIO",
+        help="log a warning when a LUT layer's saturation rises this far above its level on the export data (default 0.1)")
     add("--dashboard", action=argparse.BooleanOptionalAction, help="serve the read-only dashboard at /dashboard (default on)")
     return parser
 

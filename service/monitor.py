@@ -172,7 +172,7 @@ class InputMonitor:
         counts: RangeCounts | None,
         saturation: tuple[Callable[[dict[str, np.ndarray]], np.ndarray], SaturationWindow, int] | None,
         label: str,
-        warn_above: float,
+        warn_above: list[float],
     ) -> None:
         self.input_name = input_name
         self.counts = counts
@@ -199,17 +199,17 @@ class InputMonitor:
         self._warn(window.ratios() or [])
 
     def _warn(self, ratios: list[float]) -> None:
-        """Log once when a layer's saturation rises past the threshold, and again only after it has fallen back below it."""
-        for layer, ratio in enumerate(ratios):
-            if ratio > self._warn_above and layer not in self._warned:
+        """Log once when a layer's saturation rises past its threshold, and again only after it has fallen back below it."""
+        for layer, (ratio, above) in enumerate(zip(ratios, self._warn_above, strict=False)):
+            if ratio > above and layer not in self._warned:
                 self._warned.add(layer)
                 log.warning(
-                    "%s: LUT layer %d saturation %.3f is above %.3f: that share of its pre-activations falls outside the "
-                    "trained tables (inputs drifted from the training data?)",
+                    "%s: LUT layer %d saturation %.3f is above %.3f (its level on the export data plus the warning margin): "
+                    "more of its pre-activations fall outside the trained tables (inputs drifted from the training data?)",
                     self._label,
                     layer,
                     ratio,
-                    self._warn_above,
+                    above,
                 )
-            elif ratio <= self._warn_above:
+            elif ratio <= above:
                 self._warned.discard(layer)

@@ -67,6 +67,7 @@ JSON_CARD_KEYS = (
     card_keys.MERGE_MAX_ERROR,
     card_keys.INPUT_RANGE,
     card_keys.LUT_TABLES,
+    card_keys.SATURATION_BASELINE,
 )
 WARMUP_RUNS = 20
 log = logging.getLogger("lutnet.serve")
@@ -302,7 +303,16 @@ class LoadedModel:
             return
         label = f"model {self.name} v{self.version}"
         counts, watched = (self.stats.range, self.primary_input.name) if input_range is not None else (None, "")
-        self.monitor = InputMonitor(watched, counts, saturation, label, settings.saturation_warning)
+        self.monitor = InputMonitor(watched, counts, saturation, label, self._warning_levels(settings.saturation_warning, saturation))
+
+    def _warning_levels(self, margin: float, saturation: tuple[Any, SaturationWindow, int] | None) -> list[float]:
+        """Per LUT layer, the saturation that draws a warning: its level on the export data (the card's baseline; 0 for a
+        model without one) plus ``margin``."""
+        layers = saturation[1].layers if saturation is not None else 0
+        baseline = self.card.values.get(card_keys.SATURATION_BASELINE)
+        if not (isinstance(baseline, list) and len(baseline) == layers and all(isinstance(b, (int, float)) for b in baseline)):
+            baseline = [0.0] * layers
+        return [min(1.0, float(b) + margin) for b in baseline]
 
     def _input_range(self) -> InputRange | None:
         """The card's training range of the primary input; None when absent or unreadable (logged: the model still serves)."""

@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     )
     saturation_window: int = Field(64, ge=1, description="Recent sampled requests over which each LUT layer's saturation ratio is computed.")
     saturation_warning: float = Field(
-        0.1, ge=0, le=1, description="Log a warning when a LUT layer's saturation ratio rises above this share of its pre-activations."
+        0.1, ge=0, le=1, description="Log a warning when a LUT layer's saturation ratio rises this far above its level on the data "
+        "the model was exported with (the model card's lut_saturation_baseline; 0 for models without one)."
     )
     dashboard: bool = Field(
         True, description="Serve the read-only dashboard at /dashboard and its data route; it shows what /metrics and the statistics routes show."

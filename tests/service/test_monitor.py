@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -14,11 +17,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from prometheus_client.parser import text_string_to_metric_families
 
-from lutnet import reference
+from lutnet import metadata, reference
 from lutnet.checkpoint import write_checkpoint
 from lutnet.ranges import CHECKPOINT_KEY, InputRange
 from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.export.exporter import export_to_repository
+from lutnet.export.verify import probe_inputs
 from lutnet.service.app import create_app
 from lutnet.service.metrics import ModelStats
 from lutnet.service.monitor import RangeCounts, SaturationWindow
@@ -103,6 +107,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, InputRa
     return root / "models", checkpoint, InputRange.from_dict(input_range.to_dict())
 
 
+def card_of(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(path).metadata_props}
+
+
 def client_of(repository: Path, **options: Any) -> TestClient:
     return TestClient(create_app(Settings(repository=repository, **options)))
 
@@ -182,5 +190,27 @@ def test_sampling_runs_the_monitor_graph_on_every_nth_request_and_warns_once(ser
         stats = statistics(client, "ranged")
     assert stats["lut_saturation"]["samples"] == 2  # requests 4 and 8
     assert stats["lut_saturation"]["layers"][0]["ratio"] == 1.0
+    baseline = json.loads(card_of(repository / "ranged" / "1" / "model.onnx")[metadata.SATURATION_BASELINE])
     first_layer = [r.getMessage() for r in caplog.records if "LUT layer 0 saturation" in r.getMessage()]
-    assert len(first_layer) == 1 and "model ranged v1: LUT layer 0 saturation 1.000 is above 0.500" in first_layer[0]  # both samples: one warning
+    above = f"{min(1.0, baseline[0] + 0.5):.3f}"
+    assert len(first_layer) == 1 and f"model ranged v1: LUT layer 0 saturation 1.000 is above {above}" in first_layer[0]  # both samples: one warning
+
+
+def test_the_export_records_each_layers_saturation_on_its_own_data(served: tuple[Path, Any, InputRange]) -> None:
+    """The card's baseline is the monitor graph's saturation on the verification data (here synthesized from the normalization)."""
+    repository, checkpoint, _ = served
+    baseline = json.loads(card_of(repository / "ranged" / "1" / "model.onnx")[metadata.SATURATION_BASELINE])
+    typical = probe_inputs(checkpoint, None).typical
+    expected = reference.saturation(checkpoint, typical)
+    assert len(baseline) == 2 and all(0.0 <= b <= 1.0 for b in baseline)
+    np.testing.assert_allclose(baseline, expected, atol=1e-5)
+
+
+def test_no_warning_at_the_level_the_model_was_exported_with(served: tuple[Path, Any, InputRange], caplog: pytest.LogCaptureFixture) -> None:
+    """Traffic like the export data stays below baseline + margin, even where that baseline is well above zero."""
+    repository, checkpoint, _ = served
+    typical = probe_inputs(checkpoint, None).typical.astype(np.float32)
+    with caplog.at_level(logging.WARNING, logger="lutnet.serve"), client_of(repository, saturation_sample_rate=1.0, saturation_warning=0.05) as client:
+        for start in range(0, 64, 8):
+            send(client, "ranged", typical[start : start + 8])
+    assert not [r for r in caplog.records if "saturation" in r.getMessage()]
