@@ -359,14 +359,24 @@ def request_path_section(results: Results) -> str:
     result = results.get("request_path")
     if result is None:
         return "### Hot-path calls\n\n" + missing("request_path")
-    rows = [[name, duration(timing["median"])] for name, timing in result["timings_s"].items()]
+    cpu = request_cpu_us(results)
+    header = ["call", "median per call", *[f"share of a request's server CPU, c={c}" for c in cpu]]
+    share = lambda name, seconds: [f"{100 * seconds * 1e6 / us:.1f} %" if "batch 1" in name else "" for us in cpu.values()]  # noqa: E731
+    rows = [[name, duration(timing["median"]), *share(name, timing["median"])] for name, timing in result["timings_s"].items()]
     return "\n\n".join([
         "### Hot-path calls (in-process, interleaved; `python -m benchmarks.request_path`)",
         f"{result['settings']['model']}, {result['settings']['threads']} onnxruntime thread. The service calls the public "
-        f"`session.run`: {result['public_over_private_run']:.2f}x the private binding call in this run.",
-        table(["call", "median per call"], rows),
+        f"`session.run`: {result['public_over_private_run']:.2f}x the private binding call in this run. The shares divide each "
+        "call by the server's CPU time per batch-1 JSON request measured by `benchmarks.hardening` (its current server).",
+        table(header, rows),
         measured_on(result),
     ])
+
+
+def request_cpu_us(results: Results) -> dict[int, float]:
+    """The serving server's CPU microseconds per batch-1 JSON request by concurrency, where the hardening run measured them."""
+    medians = results.get("hardening", {}).get("speed", {}).get("medians", {})
+    return {c: medians[f"after_c{c}"]["server_cpu_us_per_request"] for c in (1, 64) if f"after_c{c}" in medians}
 
 
 def serving_section(results: Results) -> str:
