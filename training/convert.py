@@ -16,7 +16,11 @@ from lutnet.training.lut import LUTActivation, add_smoothness_gradients_
 
 # The activation modules ``replace_activations`` converts by default, and the init function each table starts as.
 CONVERTIBLE: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.GELU: "gelu", nn.SiLU: "silu", nn.Tanh: "tanh"}
-DEFAULT_PERCENTILES = (1.0, 99.0)
+# The training recipe for the tables, chosen on validation splits (benchmarks/tuning.py, results tuning_recipe*.json):
+DEFAULT_PERCENTILES = (1.0, 99.0)  # each table's range: these percentiles of its calibration batch's pre-activations
+TABLE_LR = 3e-3  # the tables' own learning rate (AdamW), above the weights' so they move from their init function
+TABLE_WEIGHT_DECAY = 0.0
+RECALIBRATE_AFTER = 5  # epochs after which to calibrate again (ranges fitted to the warmed-up pre-activations)
 
 
 def lut_layers(model: nn.Module) -> list[LUTActivation]:
@@ -121,6 +125,16 @@ def add_smoothness_gradients(model: nn.Module, weight: float) -> None:
 def lut_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The tables of ``model``'s LUT layers, for an optimizer group of their own (every other parameter: ``other_parameters``)."""
     return [layer.table for layer in lut_layers(model)]
+
+
+def optimizer_groups(model: nn.Module, lr: float, weight_decay: float, table_lr: float = TABLE_LR,
+                     table_weight_decay: float = TABLE_WEIGHT_DECAY) -> list[dict[str, object]]:
+    """Parameter groups for any torch optimizer: every other parameter at ``lr``, the tables at their own rate (the recipe's
+    by default). Calibrate again after ``RECALIBRATE_AFTER`` epochs and drop the tables' optimizer state then."""
+    groups: list[dict[str, object]] = [{"params": other_parameters(model), "lr": lr, "weight_decay": weight_decay}]
+    if tables := lut_parameters(model):
+        groups.append({"params": tables, "lr": table_lr, "weight_decay": table_weight_decay})
+    return groups
 
 
 def other_parameters(model: nn.Module) -> list[nn.Parameter]:

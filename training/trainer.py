@@ -43,7 +43,7 @@ from lutnet.lut import table_movement
 from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.training.data import Dataset, input_statistics, load_dataset
 from lutnet.training.models import LutnetModel, build_model, checkpoint_from_model
-from lutnet.training.convert import calibrate
+from lutnet.training.convert import DEFAULT_PERCENTILES, RECALIBRATE_AFTER, TABLE_LR, TABLE_WEIGHT_DECAY, calibrate, optimizer_groups
 from lutnet.training.lut import add_smoothness_gradients_
 
 STATE_JSON = "train_state.json"
@@ -78,13 +78,13 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    table_lr: float = 1e-3
-    table_weight_decay: float = 0.0
+    table_lr: float = TABLE_LR  # the tables' recipe lives in lutnet.training.convert, with the helpers for any module
+    table_weight_decay: float = TABLE_WEIGHT_DECAY
     table_schedule: str = "cosine"  # "cosine": the tables' rate decays with the weights'; "constant": it stays
     smoothness: float = 1e-4
     calibration_size: int = 512
-    percentiles: tuple[float, float] = (1.0, 99.0)
-    recalibrate_after: int = 0
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    recalibrate_after: int = RECALIBRATE_AFTER
     patience: int = 10
     select: str = "metric"  # "metric": accuracy or RMSE on the validation split, loss breaking ties; "loss": loss alone
     seed: int = 0
@@ -266,13 +266,7 @@ def make_optimizer(model: LutnetModel, config: TrainConfig) -> torch.optim.AdamW
     ``fused``: one kernel per group instead of several ops per parameter tensor, whose dispatch overhead
     dominates a small model's optimizer step on CPU.
     """
-    tables = [lut.table for lut in model.luts()]
-    table_ids = {id(t) for t in tables}
-    weights = [p for p in model.parameters() if id(p) not in table_ids]
-    groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay}]
-    if tables:
-        groups.append({"params": tables, "lr": config.table_lr, "weight_decay": config.table_weight_decay})
-    return torch.optim.AdamW(groups, fused=True)
+    return torch.optim.AdamW(optimizer_groups(model, config.lr, config.weight_decay, config.table_lr, config.table_weight_decay), fused=True)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, table_schedule: str, steps: int) -> torch.optim.lr_scheduler.LRScheduler:

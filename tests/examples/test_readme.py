@@ -26,7 +26,7 @@ def test_training_public_api() -> None:
     from lutnet import training
 
     assert sorted(training.__all__) == sorted([
-        "ChannelError", "LUTActivation", "add_smoothness_gradients", "calibrate", "lut_layers", "lut_parameters", "other_parameters",
+        "ChannelError", "LUTActivation", "add_smoothness_gradients", "calibrate", "lut_layers", "lut_parameters", "optimizer_groups", "other_parameters",
         "plot_activations", "replace_activations", "smoothness",
     ])
     assert all(hasattr(training, name) for name in training.__all__)

@@ -21,7 +21,7 @@ from lutnet.ranges import DEFAULT_PERCENTILES, checkpoint_input_range
 from lutnet.spec import ModelSpec
 from lutnet.training.data import load_dataset
 from lutnet.training.models import build_model
-from lutnet.training.trainer import Distributed, epoch_batches, make_scheduler, step_loss
+from lutnet.training.trainer import Distributed, TrainConfig, epoch_batches, make_scheduler, step_loss
 
 FAST = ["--hidden", "32,32", "--lr", "1e-2", "--table-lr", "1e-2", "--threads", "1", "--quiet"]
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -314,3 +314,14 @@ def test_table_schedule_decays_or_keeps_the_tables_rate(schedule: str, table_fac
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-3)
     assert optimizer.param_groups[1]["lr"] == pytest.approx(1e-2 * table_factor)
+
+
+def test_optimizer_groups_give_the_tables_the_recipes_rate() -> None:
+    """Any module: the tables in a group of their own at TABLE_LR, every other parameter at the given rate."""
+    from lutnet.training import LUTActivation, optimizer_groups
+    from lutnet.training.convert import TABLE_LR
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), LUTActivation(4), torch.nn.Linear(4, 2))
+    weights, tables = optimizer_groups(model, lr=1e-3, weight_decay=1e-4)
+    assert tables["params"] == [model[1].table] and tables["lr"] == TABLE_LR == TrainConfig().table_lr
+    assert {id(p) for p in weights["params"]} == {id(p) for p in model.parameters()} - {id(model[1].table)} and weights["lr"] == 1e-3
