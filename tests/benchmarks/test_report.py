@@ -162,3 +162,18 @@ def test_hardening_before_and_after_come_from_the_file_with_the_cost_target():
     assert "| c=1 | 1000 | 950 | 0.950x | 100.0 | 100.0 | 1.000x |" in text
     assert "| 60MB | 1860.00 ms | 33.00 ms | 30 | 450 | 731 MB | 107 MB | 413: 80 |" in text
     assert "| hardening cost: req/s after vs before c64 | 0.950x | >= 0.97x | **missed** |" in text
+
+
+def test_function_fitting_counts_wins_over_relu_and_gelu_and_the_median_ratio():
+    """A task counts when lut_linear beats both baselines beyond the standard error; the ratio is to the ReLU MLP's mean."""
+    rows = [summary("f1", "lut_linear", 0.05, 0.001, "relative_rmse"), summary("f1", "relu", 0.10, 0.001, "relative_rmse"),
+            summary("f1", "gelu", 0.08, 0.001, "relative_rmse"),
+            summary("f2", "lut_linear", 0.09, 0.001, "relative_rmse"), summary("f2", "relu", 0.10, 0.001, "relative_rmse"),
+            summary("f2", "gelu", 0.07, 0.001, "relative_rmse"),  # GELU wins here: no count
+            summary("f3", "lut_linear", 0.0995, 0.01, "relative_rmse"), summary("f3", "relu", 0.10, 0.01, "relative_rmse"),
+            summary("f3", "gelu", 0.20, 0.01, "relative_rmse")]  # within noise of ReLU: no count
+    result = {"suite": "function_fitting", "machine": MACHINE, "settings": {"seeds": [0, 1, 2, 3, 4], "budgets": {}}, "summary": rows}
+    text = report.render_results({"function_fitting": result})
+    assert "on **1 of 3** tasks" in text and "is **0.900**" in text  # median of 0.5, 0.9, 0.995
+    assert "0.0500 ± 0.0010 (wins)" in text and "0.0995 ± 0.0100 (tie (within noise))" in text
+    assert "**Function fitting at equal parameter count**" in report.render_readme_snippet({"function_fitting": result})
