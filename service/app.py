@@ -262,25 +262,20 @@ def _offline_docs(app: FastAPI) -> None:
     rather than a public CDN, and ReDoc without web fonts, so both work air-gapped."""
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(resources.files("fastapi_offline") / "static")), name="docs-assets")
 
+    def urls(request: Request) -> tuple[str, str]:
+        """The OpenAPI document's URL and the assets' folder, under the proxy's root path if any."""
+        prefix = request.scope.get("root_path", "")
+        return prefix + (app.openapi_url or ""), prefix + DOCS_ASSETS
+
     async def swagger(request: Request) -> Response:
-        root = request.scope.get("root_path", "") + DOCS_ASSETS
-        return get_swagger_ui_html(
-            openapi_url=request.scope.get("root_path", "") + (app.openapi_url or ""),
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}/swagger-ui.css",
-            swagger_favicon_url=f"{root}/favicon.png",
-        )
+        openapi, assets = urls(request)
+        return get_swagger_ui_html(openapi_url=openapi, title=f"{app.title} - Swagger UI", swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{assets}/swagger-ui.css", swagger_favicon_url=f"{assets}/favicon.png")
 
     async def redoc(request: Request) -> Response:
-        root = request.scope.get("root_path", "") + DOCS_ASSETS
-        return get_redoc_html(
-            openapi_url=request.scope.get("root_path", "") + (app.openapi_url or ""),
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}/favicon.png",
-            with_google_fonts=False,
-        )
+        openapi, assets = urls(request)
+        return get_redoc_html(openapi_url=openapi, title=f"{app.title} - ReDoc", redoc_js_url=f"{assets}/redoc.standalone.js",
+                              redoc_favicon_url=f"{assets}/favicon.png", with_google_fonts=False)
 
     app.add_api_route("/docs", swagger, methods=["GET"], include_in_schema=False)
     app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
