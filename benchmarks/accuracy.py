@@ -43,7 +43,7 @@ BUDGETS = {"digits": 20_000, "breast_cancer": 10_000, "wine": 5_000, "diabetes":
            **{task: 3_000 for task in formulas.TASKS}}  # function fitting: small networks, where learned activations should tell
 SEEDS = (0, 1, 2, 3, 4)
 DEPTH = 2  # lutnet's default MLP depth (hidden=(256, 256)); only the width changes to meet the budget
-NEAREST_MAX_ERROR = 5e-3  # the deployed nearest graph: fewest pockets within this merge error (relative to the output scale)
+NEAREST_MAX_ERROR = 1e-3  # the deployed nearest graph: fewest pockets within this merge error (relative to the output scale)
 LUTNET_MODELS: dict[str, dict[str, Any]] = {  # model name -> TrainConfig overrides (+ "export": lutnet export options)
     "lut_linear": {"activation": "lut", "mode": "linear"},
     "lut_nearest": {"activation": "lut", "mode": "nearest"},
