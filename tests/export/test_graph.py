@@ -121,7 +121,8 @@ def test_model_is_a_checked_single_float32_file_with_dynamic_batch(spec: ModelSp
     assert input_dims == ["batch", *spec.input_shape] and output_dims == ["batch", spec.num_outputs]
 
 
-RANGE_KEYS = {metadata.INPUT_RANGE, metadata.LUT_TABLES}  # written by the exporters (lutnet.export.monitor.range_card), tested there
+# Written by the exporters around build_graph (lutnet.export.monitor), and tested there.
+RANGE_KEYS = {metadata.INPUT_RANGE, metadata.LUT_TABLES, metadata.SATURATION_BASELINE}
 
 
 def test_model_card_has_every_key() -> None:
