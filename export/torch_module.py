@@ -35,7 +35,7 @@ from lutnet.export.fold import GRIDS
 from lutnet.export.graph import DEFAULT_OPSET, check_opset
 from lutnet.export.lookups import DOMAIN, OP_TYPE, LoweredModel, is_placeholder, lower_lookups
 from lutnet.export.monitor import Coordinate, monitor_graph, range_card, saturation_baseline
-from lutnet.export.verify import Verification, VerificationError, compare, pocket_edge_samples, run_session, smallest_bins
+from lutnet.export.verify import CLASS_AGREEMENT, Verification, VerificationError, compare, pocket_edge_samples, run_session, smallest_bins
 
 if TYPE_CHECKING:
     import torch
@@ -109,7 +109,7 @@ def export_module(
             source = _torch_export(model, inputs, input_names, output_names, opset)
             probes = _probes(inputs, extra)
             if max_error is not None:
-                bins_out = _choose_bins(model, probes, mode, max_error)
+                bins_out = _choose_bins(model, probes, mode, max_error, task)
             lowered = lower_lookups(source, mode=mode, bins=bins_out, fold=fold)
             verification = _verify(model, lowered, probes, input_names, task, mode, bins_out, max_error)
     finally:
@@ -318,16 +318,19 @@ def _eager(model: nn.Module, probes: Probes) -> list[np.ndarray]:
     return [o.double().numpy() for o in _run(model, probes.inputs, "verification probes")]
 
 
-def _choose_bins(model: nn.Module, probes: Probes, mode: str | None, max_error: float) -> int:
+def _choose_bins(model: nn.Module, probes: Probes, mode: str | None, max_error: float, task: str) -> int:
     from lutnet.training.convert import lut_layers
 
     layers = lut_layers(model)
     if not layers:
         raise ModuleExportError("max_error", expected="a model with LUT layers", got="none")
     trained = _eager(model, probes)
-    deviation_at = lambda bins: compare(*[_eager(_exported_copy(model, mode, bins), probes)] * 2, trained, probes.typical,  # noqa: E731
-                                        np.zeros(len(trained[0]), dtype=bool), classification=False).deviation
-    return smallest_bins(max(layer.bins for layer in layers), deviation_at, max_error)
+    def check(bins: int) -> tuple[float, bool]:
+        outputs = _eager(_exported_copy(model, mode, bins), probes)
+        verdict = compare(outputs, outputs, trained, probes.typical, np.zeros(len(trained[0]), dtype=bool), classification=task == "classification")
+        return verdict.deviation, verdict.class_agreement is None or verdict.class_agreement >= CLASS_AGREEMENT
+
+    return smallest_bins(max(layer.bins for layer in layers), check, max_error)
 
 
 def _verify(model: nn.Module, lowered: LoweredModel, probes: Probes, input_names: list[str], task: str, mode: str | None, bins: int | None,

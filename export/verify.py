@@ -199,7 +199,7 @@ def compare(fused: list[np.ndarray], exported: list[np.ndarray], trained: list[n
         failures.append(f"deviation from the trained model {deviation:.3g} exceeds --max-error {max_error:g}")
     agreement = None
     if classification:
-        agreement = float(np.mean(fused[0][:typical].argmax(axis=-1) == trained[0][:typical].argmax(axis=-1)))
+        agreement = float(np.mean(np.asarray(fused[0])[:typical].argmax(axis=-1) == np.asarray(trained[0])[:typical].argmax(axis=-1)))
         if agreement < CLASS_AGREEMENT:
             hint = " (resampled tables: more bins or a smaller --max-error keep more)" if resampled else ""
             failures.append(f"predicted classes agree on {100 * agreement:.2f}% of typical inputs, less than {100 * CLASS_AGREEMENT:.1f}%{hint}")
@@ -223,15 +223,23 @@ def pocket_edge_samples(fused: list[np.ndarray], expected: list[np.ndarray], seg
     return edge
 
 
-def smallest_bins(bins: int, deviation_at: Callable[[int], float], max_error: float) -> int:
-    """The smallest ``bins * 2^m`` (up to ``MAX_BINS``) whose deviation ``deviation_at(bins)`` is at most ``max_error``."""
-    best = np.inf
+def smallest_bins(bins: int, check: Callable[[int], tuple[float, bool]], max_error: float) -> int:
+    """The smallest ``bins * 2^m`` (up to ``MAX_BINS``) whose ``check(bins)`` gives a deviation of at most ``max_error`` and
+    classes that agree (the verification's class rule, which a resampled export must pass too)."""
+    best, disagreed = np.inf, False
     while bins <= MAX_BINS:
-        best = min(best, deviation_at(bins))
-        if best <= max_error:
+        deviation, agree = check(bins)
+        best, disagreed = min(best, deviation), disagreed or (deviation <= max_error and not agree)
+        if deviation <= max_error and agree:
             return bins
         bins *= 2
-    raise LutnetError(f"--max-error {max_error:g}", expected=f"a resolution of at most {MAX_BINS} bins that meets it", got=f"best deviation {best:.3g}")
+    got = f"best deviation {best:.3g}" + (f"; where it was met, predicted classes agreed on less than {100 * CLASS_AGREEMENT:.1f}%" if disagreed else "")
+    raise LutnetError(f"--max-error {max_error:g}", expected=f"a resolution of at most {MAX_BINS} bins that meets it", got=got)
+
+
+def classes_agree(outputs: np.ndarray, trained: np.ndarray) -> bool:
+    """Whether the predicted classes of ``outputs`` agree with ``trained``'s on at least ``CLASS_AGREEMENT`` of the rows."""
+    return bool(np.mean(outputs.argmax(axis=-1) == trained.argmax(axis=-1)) >= CLASS_AGREEMENT)
 
 
 def choose_bins(checkpoint: Checkpoint, mode: str | None, max_error: float, probes: Probes) -> int:
@@ -241,5 +249,10 @@ def choose_bins(checkpoint: Checkpoint, mode: str | None, max_error: float, prob
     x, typical = probes.all, len(probes.typical)
     trained = reference.forward(checkpoint, x)
     scale = output_scale(trained, typical)
-    deviation_at = lambda bins: float(relative_errors(reference.forward(exported_checkpoint(checkpoint, mode, bins), x), trained, scale).max())  # noqa: E731
-    return smallest_bins(checkpoint.spec.lut.bins, deviation_at, max_error)
+
+    def check(bins: int) -> tuple[float, bool]:
+        outputs = reference.forward(exported_checkpoint(checkpoint, mode, bins), x)
+        agree = checkpoint.task != "classification" or classes_agree(outputs[:typical], trained[:typical])
+        return float(relative_errors(outputs, trained, scale).max()), agree
+
+    return smallest_bins(checkpoint.spec.lut.bins, check, max_error)

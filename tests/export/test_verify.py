@@ -11,7 +11,9 @@ from lutnet.errors import LutnetError
 from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.export.fold import exported_checkpoint, fold
 from lutnet.export.graph import build_graph
-from lutnet.export.verify import TOLERANCE, Probes, Verification, choose_bins, edge_samples, output_scale, probe_inputs, relative_errors, run_fused, verify
+from lutnet.export.verify import (
+    TOLERANCE, Probes, Verification, choose_bins, edge_samples, output_scale, probe_inputs, relative_errors, run_fused, smallest_bins, verify,
+)
 from tests.export.checkpoints import convnet_spec, mlp_spec, random_checkpoint
 
 
@@ -97,3 +99,16 @@ def test_given_data_are_the_typical_inputs() -> None:
 
 def test_non_finite_outputs_fail() -> None:
     assert relative_errors(np.array([[np.nan, 0.0]]), np.zeros((1, 2)), np.ones(1))[0] == np.inf
+
+
+def test_the_bins_chosen_for_max_error_also_keep_the_classes() -> None:
+    """A resolution that meets --max-error but flips too many predicted classes is passed over for a finer one."""
+    checked = []
+
+    def check(bins: int) -> tuple[float, bool]:
+        checked.append(bins)
+        return 1e-4, bins >= 64  # within the error from the start; the classes agree from 64 bins on
+
+    assert smallest_bins(16, check, max_error=1e-3) == 64 and checked == [16, 32, 64]
+    with pytest.raises(LutnetError, match="predicted classes agreed on less than 99.9%"):
+        smallest_bins(16, lambda bins: (1e-4, False), max_error=1e-3)
