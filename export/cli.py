@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     resolution = p.add_mutually_exclusive_group()
     resolution.add_argument("--bins-out", metavar="K", type=int, help="resample every table to K bins")
     resolution.add_argument("--max-error", metavar="E", type=float,
-                            help="use the fewest bins K*2^m whose deviation from the trained model (relative to the output scale) is at most E")
+                            help="use the fewest bins K*2^m whose deviation from the trained model (relative to the output scale) is at most E "
+                                 "and, for a classifier, that keep the predicted classes")
     p.add_argument("--opset", metavar="N", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--no-verify", action="store_true", help="skip verification against the numpy reference")
     p.add_argument("--verify-data", metavar="FILE",
