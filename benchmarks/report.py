@@ -30,6 +30,7 @@ SUITE_COMMANDS = {
     "serving_peers": "python -m benchmarks serving", "shapes": "python -m benchmarks shapes", "tuning": "python -m benchmarks.tuning",
     "hardening": "python -m benchmarks.hardening", "function_fitting": "python -m benchmarks fitting",
     "monitor_cost": "python -m benchmarks.monitor_cost", "drift": "python -m benchmarks.drift",
+    "module_export": "python -m benchmarks.module_export",
 }
 FITTING_RATIO_TARGET = 0.7  # median test RMSE of lut_linear over the ReLU MLP's across the function-fitting tasks
 FITTING_WINS_TARGET = 6  # tasks where lut_linear beats both ReLU and GELU beyond the standard error
@@ -194,6 +195,37 @@ def fitting_headline(results: Results) -> list[str]:
     verdict_text, rows = fitting_table(results["function_fitting"])
     return [f"**Function fitting at equal parameter count** (test RMSE / std of the targets, mean ± std over seeds; "
             f"lutnet scored on its exported ONNX model): {verdict_text}\n\n{rows}"]
+
+
+def module_export_table(results: Results) -> str:
+    """Fused LUT latency of each exported example over its original activations, and what folding gains."""
+    result = results["module_export"]
+    rows = []
+    for name, example in result["examples"].items():
+        cells = []
+        for batch in result["batches"]:
+            run = example[f"batch_{batch}"]
+            median = run["median_us"]
+            cells.append(f"{median['fused']:.1f} us / {median['original']:.1f} us = {run['fused_vs_original']:.2f}x "
+                         f"({'met' if run['met'] else '**missed**'})")
+        fold = " / ".join(f"{example[f'batch_{b}']['unfolded_vs_fused']:.2f}x" for b in result["batches"])
+        rows.append([name, *cells, fold])
+    header = ["example", *[f"batch {b} (target <= {result['targets'][str(b)]}x)" for b in result["batches"]],
+              "without fold / with fold (per batch)"]
+    return table(header, rows)
+
+
+def module_export_section(results: Results) -> str:
+    if "module_export" not in results:
+        return "## Your own module, exported\n\n" + missing("module_export")
+    return "\n\n".join([
+        "## Your own module, exported",
+        "The four examples (`examples/`), each exported by `export_module` and, with its LUT layers put back to the activations "
+        "their tables started as, by plain `torch.onnx.export`; onnxruntime, 1 thread, medians of interleaved rounds "
+        "(`python -m benchmarks.module_export`). The last column is the unfolded export's latency over the fused one's.",
+        module_export_table(results),
+        measured_on(results["module_export"]),
+    ])
 
 
 def accuracy_headline(results: Results) -> str:
@@ -667,7 +699,7 @@ def monitoring_section(results: Results) -> str:
 
 
 SECTIONS = (
-    accuracy_section, function_fitting_section, inference_section, training_section, serving_section, hardening_section,
+    accuracy_section, function_fitting_section, inference_section, module_export_section, training_section, serving_section, hardening_section,
     monitoring_section, targets_section, shapes_section, tuning_section,
 )
 
@@ -690,6 +722,8 @@ def render_readme_snippet(results: Results) -> str:
         "\"loses\"/\"wins\" against the ReLU MLP beyond the standard error):\n\n" + accuracy_headline(results),
         *fitting_headline(results),
         "**Inference latency** (onnxruntime CPU, digits budget, ratio to the ReLU MLP):\n\n" + inference_headline(results),
+        *(["**Your own module, exported** (fused LUT / original activations, onnxruntime, 1 thread; `python -m benchmarks.module_export`):\n\n"
+            + module_export_table(results)] if "module_export" in results else []),
         "**Serving** (batch-1 v2 JSON infer, one worker; req/s with p99 latency):\n\n" + serving_headline(results),
         "**Speed targets** (medians measured side by side in one run of each script):\n\n"
         + table(["what", "measured", "target", "verdict"], target_rows(results)),
