@@ -177,3 +177,13 @@ def test_function_fitting_counts_wins_over_relu_and_gelu_and_the_median_ratio():
     assert "on **1 of 3** tasks" in text and "is **0.900**" in text  # median of 0.5, 0.9, 0.995
     assert "0.0500 ± 0.0010 (wins)" in text and "0.0995 ± 0.0100 (tie (within noise))" in text
     assert "**Function fitting at equal parameter count**" in report.render_readme_snippet({"function_fitting": result})
+
+
+def test_module_export_latency_is_tabled_with_its_targets():
+    run = lambda fused, original, met: {"median_us": {"fused": fused, "unfolded": fused * 1.1, "original": original},  # noqa: E731
+                                        "fused_vs_original": fused / original, "unfolded_vs_fused": 1.1, "met": met}
+    result = {"suite": "module_export", "machine": MACHINE, "batches": [1, 256], "targets": {"1": 1.5, "256": 2.0},
+              "examples": {"mlp": {"batch_1": run(30.0, 20.0, True), "batch_256": run(500.0, 200.0, False)}}}
+    text = report.render_results({"module_export": result})
+    assert "| mlp | 30.0 us / 20.0 us = 1.50x (met) | 500.0 us / 200.0 us = 2.50x (**missed**) | 1.10x / 1.10x |" in text
+    assert "batch 256 (target <= 2.0x)" in report.render_readme_snippet({"module_export": result})
