@@ -23,9 +23,17 @@ from lutnet.service.runtime import LoadedModel
 from lutnet.service.settings import Settings
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
-# Bodies larger than this are decoded in a worker thread: JSON of this size takes about a millisecond to decode,
-# which other clients would otherwise wait for on the event loop.
+# Requests with more JSON text than this are decoded in a worker thread: parsing it would otherwise hold the event
+# loop, and every other client, for a noticeable time. Binary tensor data after a JSON header costs next to nothing
+# to decode (a view of the body), so only the JSON part counts.
 THREAD_DECODE_BYTES = 64 * 1024
+
+
+def json_bytes(body: bytes, header_length: str | None) -> int:
+    """How much of ``body`` is JSON text: the binary extension's header length where it names one, else all of it."""
+    if header_length is not None and header_length.isdigit():
+        return min(int(header_length), len(body))
+    return len(body)
 Reply = TypeVar("Reply")
 
 
@@ -99,7 +107,7 @@ class DataPlane:
             outputs = request.selected_outputs(model.output_names, result.outputs)
             return InferReply(*encode_infer_response(model.name, model.version, request.id, outputs))
 
-        return await self._serve(model, decode, encode, len(body))
+        return await self._serve(model, decode, encode, json_bytes(body, header_length))
 
     async def predict(self, name: str, version: str | None, body: bytes) -> bytes:
         """A /v1 predict request ``{"instances": [...]}`` to labels and probabilities, or values."""

@@ -266,7 +266,7 @@ def test_the_default_body_limit_follows_the_loaded_models(serve: Any) -> None:
     assert client.post("/v2/repository/index", content=b" " * (housing + 1)).status_code == 413
 
 
-def test_large_bodies_are_decoded_off_the_event_loop(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_json_bodies_are_decoded_off_the_event_loop_and_binary_tensors_on_it(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     decoded_in: dict[int, int] = {}
 
     def recording(body: bytes, *args: Any, **kwargs: Any) -> Any:
@@ -275,11 +275,13 @@ def test_large_bodies_are_decoded_off_the_event_loop(client: Any, monkeypatch: p
 
     monkeypatch.setattr(dataplane, "decode_infer_request", recording)
     small, large = infer_body(rows(1)), infer_body(rows(256))
-    assert len(small) <= dataplane.THREAD_DECODE_BYTES < len(large)
+    binary, headers = binary_body({"input": rows(256)})  # as large, but its tensor is bytes after a small JSON header
+    assert len(small) <= dataplane.THREAD_DECODE_BYTES < min(len(large), len(binary))
     loop_thread = client.portal.call(threading.get_ident)
     assert client.post("/v2/models/digits/infer", content=small).status_code == 200
     assert client.post("/v2/models/digits/infer", content=large).status_code == 200
-    assert decoded_in[len(small)] == loop_thread and decoded_in[len(large)] != loop_thread
+    assert client.post("/v2/models/digits/infer", content=binary, headers=headers).status_code == 200
+    assert decoded_in[len(small)] == loop_thread and decoded_in[len(large)] != loop_thread and decoded_in[len(binary)] == loop_thread
 
 
 def test_v1_predict_classification_gives_labels_and_softmax(client: Any) -> None:
