@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from benchmarks.common import write_results
-from benchmarks.serve_speed import INFER, Scenario, bodies, check_answer, cores, medians, run_wrk, running_servers
+from benchmarks.serve_speed import INFER, Scenario, bodies, cores, interleaved_rounds, medians, running_servers
 from lutnet.checkpoint import write_checkpoint
 from lutnet.ranges import CHECKPOINT_KEY, InputRange
 from lutnet.service.settings import Settings
@@ -81,16 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = bodies(WORK)
     server_pin, client_pin = cores()
     load_before = os.getloadavg()
-    runs: dict[str, list[dict[str, Any]]] = {scenario.name: [] for scenario in SCENARIOS}
     with running_servers(repository, server_pin, SERVERS, WORK) as servers:
-        for scenario in SCENARIOS:
-            check_answer(servers[scenario.server][0], scenario.path, *files[scenario.body])
-            run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], 1)
-        with tqdm(total=args.repeats * len(SCENARIOS), desc="monitor_cost") as progress:
-            for _ in range(args.repeats):
-                for scenario in SCENARIOS:
-                    runs[scenario.name].append(run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], args.duration))
-                    progress.update()
+        runs = interleaved_rounds(servers, SCENARIOS, files, client_pin, 1, args.duration, args.repeats, "monitor_cost")
     summary = {name: medians(values) for name, values in runs.items()}
     result = {
         "setup": {

@@ -347,6 +347,22 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
     return {"comparisons": ratios, "targets": TARGETS, "targets_met": met}
 
 
+def interleaved_rounds(servers: dict[str, Any], scenarios: Sequence[Scenario], files: dict[str, tuple[Path, dict[str, str]]],
+                       client_pin: list[str], warmup: int, duration: int, repeats: int, desc: str) -> dict[str, list[dict[str, Any]]]:
+    """Each scenario's answer checked and its server warmed up, then ``repeats`` rounds that run every scenario in turn,
+    so load drift on the machine hits all of them alike; every run of every scenario."""
+    runs: dict[str, list[dict[str, Any]]] = {scenario.name: [] for scenario in scenarios}
+    for scenario in scenarios:
+        check_answer(servers[scenario.server][0], scenario.path, *files[scenario.body])
+        run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], warmup)
+    with tqdm(total=repeats * len(scenarios), desc=desc) as progress:
+        for _ in range(repeats):
+            for scenario in scenarios:
+                runs[scenario.name].append(run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], duration))
+                progress.update()
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_speed", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=2, help="seconds of load per run (default 2)")
@@ -361,16 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = bodies(WORK)
     server_pin, client_pin = cores()
     load_before = os.getloadavg()
-    runs: dict[str, list[dict[str, Any]]] = {scenario.name: [] for scenario in SCENARIOS}
     with running_servers(repository, server_pin) as servers:
-        for scenario in SCENARIOS:
-            check_answer(servers[scenario.server][0], scenario.path, *files[scenario.body])
-            run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], args.warmup)
-        with tqdm(total=args.repeats * len(SCENARIOS), desc="serve_speed") as progress:
-            for _ in range(args.repeats):
-                for scenario in SCENARIOS:
-                    runs[scenario.name].append(run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], args.duration))
-                    progress.update()
+        runs = interleaved_rounds(servers, SCENARIOS, files, client_pin, args.warmup, args.duration, args.repeats, "serve_speed")
     summary = {name: medians(values) for name, values in runs.items()}
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     path = write_results(
