@@ -9,6 +9,9 @@ keep their best-on-validation epoch, as lutnet's trainer does. Parameter counts 
 parameters: weights, biases and the LUT tables (a table of K bins is K+1 parameters per channel); the calibrated
 ranges ``lo``/``hi`` are fitted, not learned, and are not counted. Widths are chosen per model so the count lands
 within +-5% of the data set's budget. About 30 minutes on 2 cores (``--quick``: 2 data sets, 1 seed, ~3 minutes).
+``--convnet`` runs lutnet's convnets instead (two 3x3 conv blocks of equal channels, per-channel activations) on the
+image sets at their own budgets, written to ``accuracy_convnet.json`` under ``<set>_convnet``; the peers are MLPs and
+do not run there.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ from lutnet.training.trainer import TrainConfig, model_spec, train
 WORK = Path(__file__).resolve().parent / ".work" / "accuracy"
 BUDGETS = {"digits": 20_000, "breast_cancer": 10_000, "wine": 5_000, "diabetes": 5_000, "mnist5k": 100_000,
            **{task: 3_000 for task in formulas.TASKS}}  # function fitting: small networks, where learned activations should tell
+# The convnet family (two conv blocks of equal channels), where per-channel activations are the claim: results under "<set>_convnet".
+CONVNET_BUDGETS = {"mnist5k": 20_000, "digits": 5_000}
 SEEDS = (0, 1, 2, 3, 4)
 DEPTH = 2  # lutnet's default MLP depth (hidden=(256, 256)); only the width changes to meet the budget
 NEAREST_MAX_ERROR = 1e-3  # the deployed nearest graph: fewest pockets within this merge error (relative to the output scale)
@@ -68,11 +73,17 @@ def metric_name(task: str, dataset: str = "") -> str:
     return "relative_rmse" if dataset in formulas.TASKS else "rmse"
 
 
+def model_data(data: Dataset, overrides: dict[str, Any]) -> Dataset:
+    """The data as the model family sees it: images ``[N, C, H, W]`` for the convnet, rows otherwise."""
+    return data.as_images() if overrides.get("model") == "convnet" else data
+
+
 def lutnet_builder(data: Dataset, overrides: dict[str, Any]) -> Callable[[list[int], int], Any]:
-    """A (layer widths [features, hidden..., outputs], seed) -> model builder of lutnet's MLP, for the shared width search."""
+    """A (layer widths [features, hidden..., outputs], seed) -> model builder of lutnet's MLP or convnet (widths are
+    then channels), for the shared width search."""
     def build(widths: list[int], seed: int) -> Any:
         config = dataclasses.replace(TrainConfig(), **overrides, hidden=tuple(widths[1:-1]))
-        return build_model(model_spec(config, data), data.task)
+        return build_model(model_spec(config, model_data(data, overrides)), data.task)
 
     return build
 
@@ -82,7 +93,7 @@ def lutnet_width(data: Dataset, overrides: dict[str, Any], budget: int, depth: i
     build = lutnet_builder(data, overrides)
     outputs = len(data.labels) if data.task == "classification" else 1
     width = width_for_budget(build, data.input_shape[0], outputs, budget, depth)
-    return width, trainable_parameters(build(layer_widths(data.input_shape[0], width, depth, outputs), 0))
+    return width, parameters_at(data, overrides, width, depth)
 
 
 def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
@@ -94,17 +105,33 @@ def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
 
 def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any], out: Path) -> dict[str, Any]:
     """Train one lutnet model at the budget, export it as ``lutnet export`` does (verified) and score the ONNX model."""
+    width, params = lutnet_width(data, {k: v for k, v in overrides.items() if k != "export"}, budget)
+    row, _ = train_and_export(data, seed, overrides, width, out)
+    return {**row, "params": params}
+
+
+def parameters_at(data: Dataset, overrides: dict[str, Any], width: int, depth: int = DEPTH) -> int:
+    """Trainable parameters of the lutnet model with ``depth`` hidden layers of ``width``."""
+    outputs = len(data.labels) if data.task == "classification" else 1
+    return trainable_parameters(lutnet_builder(data, overrides)(layer_widths(data.input_shape[0], width, depth, outputs), 0))
+
+
+def train_and_export(data: Dataset, seed: int, overrides: dict[str, Any], width: int, out: Path) -> tuple[dict[str, Any], bytes]:
+    """Train one lutnet model of hidden ``width`` (``DEPTH`` layers), export it as ``lutnet export`` does (verified) and
+    score the ONNX model; its results row and the exported model."""
     overrides = dict(overrides)
     export_options = overrides.pop("export", {})
-    width, params = lutnet_width(data, overrides, budget)
     config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
                                  seed=seed, quiet=True, threads=1)
     result = train(config)
-    exported = export_model(out, verify_data=data.X_val, **export_options)
-    return {"hidden": list(config.hidden), "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"],
-            "test": score(onnx_output(exported.model, data.X_test), data.y_test, data.task),
-            "val": score(onnx_output(exported.model, data.X_val), data.y_val, data.task), "nodes": exported.nodes,
-            "exported_bins": exported.exported.spec.lut.bins if exported.exported.spec.activation == "lut" else None}
+    shaped = model_data(data, overrides)
+    exported = export_model(out, verify_data=shaped.X_val, **export_options)
+    row = {"hidden": list(config.hidden), "params": parameters_at(data, overrides, width), "epochs": result.epochs_run,
+           "torch_test": result.metrics["test"],
+           "test": score(onnx_output(exported.model, shaped.X_test), data.y_test, data.task),
+           "val": score(onnx_output(exported.model, shaped.X_val), data.y_val, data.task), "nodes": exported.nodes,
+           "exported_bins": exported.exported.spec.lut.bins if exported.exported.spec.activation == "lut" else None}
+    return row, exported.model
 
 
 def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
@@ -120,9 +147,20 @@ def peer_row(result: dict[str, Any]) -> dict[str, Any]:
             "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
 
 
-def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
+def dataset_key(name: str, family: str) -> str:
+    """The results' name of a data set run with a model family: the set's own name for MLPs, ``<set>_convnet`` for convnets."""
+    return name if family == "mlp" else f"{name}_{family}"
+
+
+def budget_of(name: str, family: str) -> int:
+    return BUDGETS[name] if family == "mlp" else CONVNET_BUDGETS[name]
+
+
+def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool, bar: tqdm,
+                family: str = "mlp") -> list[dict[str, Any]]:
     """Every model on every seed of one data set (TrainConfig overrides for lutnet's, None for a peer); one row per (model, seed)."""
     rows = []
+    budget = budget_of(name, family)
     for seed in seeds:
         data = load_dataset(name, seed=seed)
         split_path = WORK / f"{name}_seed{seed}.npz"
@@ -131,10 +169,10 @@ def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any
             for model, overrides in models.items():
                 bar.set_postfix_str(f"{name} seed {seed} {model}")
                 if overrides is not None:
-                    row = {"model": model, **run_lutnet(data, seed, BUDGETS[name], overrides, Path(runs) / model)}
+                    row = {"model": model, **run_lutnet(data, seed, budget, {**overrides, "model": family}, Path(runs) / model)}
                 else:
-                    row = peer_row(run_peer(model, data, seed, BUDGETS[name], split_path, quick))
-                rows.append({"dataset": name, "seed": seed, **row})
+                    row = peer_row(run_peer(model, data, seed, budget, split_path, quick))
+                rows.append({"dataset": dataset_key(name, family), "seed": seed, **row})
                 bar.update()
     return rows
 
@@ -171,12 +209,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", choices=MODELS, help="models to run (default: all)")
     parser.add_argument("--bins", type=int, help="LUT models with this many bins instead of the default, named lut_*_binsN "
                         "(to score on test a setting chosen on validation by benchmarks.tuning)")
-    parser.add_argument("--out", default="accuracy", help="results name under benchmarks/results; the report reads every accuracy*.json")
+    parser.add_argument("--convnet", action="store_true", help=f"lutnet's convnets instead of MLPs on the image sets {list(CONVNET_BUDGETS)} "
+                        "(default: mnist5k), results under <set>_convnet; the peers are MLPs and do not run")
+    parser.add_argument("--out", help="results name under benchmarks/results (default: accuracy, or accuracy_convnet with --convnet); "
+                        "the report reads every accuracy*.json")
     args = parser.parse_args(argv)
-    datasets = args.datasets or (["digits", "wine"] if args.quick else [d for d in BUDGETS if d not in formulas.TASKS])  # fitting: its own suite
+    family = "convnet" if args.convnet else "mlp"
+    if args.convnet:
+        datasets = args.datasets or ["mnist5k"]
+        unknown = [d for d in datasets if d not in CONVNET_BUDGETS]
+        if unknown:
+            parser.error(f"--convnet runs on the image sets {list(CONVNET_BUDGETS)}, not {unknown}")
+        names = [m for m in args.models or LUTNET_MODELS if m in LUTNET_MODELS]
+    else:
+        datasets = args.datasets or (["digits", "wine"] if args.quick else [d for d in BUDGETS if d not in formulas.TASKS])  # fitting: its own suite
+        names = args.models or MODELS
     seeds = args.seeds or ([0] if args.quick else list(SEEDS))
+    out = args.out or ("accuracy_convnet" if args.convnet else "accuracy")
     try:
-        path = measure(args.out, datasets, seeds, chosen_models(args.models or MODELS, args.bins), args.quick)
+        path = measure(out, datasets, seeds, chosen_models(names, args.bins), args.quick, family)
     except LutnetError as error:
         print(f"benchmarks.accuracy: error: {error}", file=sys.stderr)
         return 2
@@ -195,12 +246,14 @@ def chosen_models(names: Sequence[str], bins: int | None) -> dict[str, dict[str,
     return models
 
 
-def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool) -> Path:
+def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool,
+            family: str = "mlp") -> Path:
     """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured."""
     for folder in (WORK, PEER_WORK):
         folder.mkdir(parents=True, exist_ok=True)
     peers = [model for model in models if model in LEARNING_PEERS]
-    settings = {"budgets": {n: BUDGETS[n] for n in datasets}, "seeds": list(seeds), "depth": DEPTH, "models": models,
+    settings = {"budgets": {dataset_key(n, family): budget_of(n, family) for n in datasets}, "seeds": list(seeds), "depth": DEPTH,
+                "family": family, "models": models,
                 "quick": quick, "trainer_defaults": dataclasses.asdict(TrainConfig()),
                 "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
                 "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}}
@@ -209,8 +262,8 @@ def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dic
     tasks: dict[str, str] = {}
     with tqdm(total=len(datasets) * len(seeds) * len(models), desc="accuracy", unit="run") as bar:
         for name in datasets:
-            rows += run_dataset(name, seeds, models, quick, bar)
-            tasks[name] = load_dataset(name).task
+            rows += run_dataset(name, seeds, models, quick, bar, family)
+            tasks[dataset_key(name, family)] = load_dataset(name).task
             path = write_results(out, {"settings": settings, "peer_setup": setup, "complete": len(tasks) == len(datasets),
                                        "runs": rows, "summary": summarize_rows(rows, tasks)})
     return path
