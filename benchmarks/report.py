@@ -30,7 +30,7 @@ SUITE_COMMANDS = {
     "serving_peers": "python -m benchmarks serving", "shapes": "python -m benchmarks shapes", "tuning": "python -m benchmarks.tuning",
     "hardening": "python -m benchmarks.hardening", "function_fitting": "python -m benchmarks fitting",
     "monitor_cost": "python -m benchmarks.monitor_cost", "drift": "python -m benchmarks.drift",
-    "module_export": "python -m benchmarks.module_export",
+    "module_export": "python -m benchmarks.module_export", "equal_latency": "python -m benchmarks.equal_latency",
 }
 FITTING_RATIO_TARGET = 0.7  # median test RMSE of lut_linear over the ReLU MLP's across the function-fitting tasks
 FITTING_WINS_TARGET = 6  # tasks where lut_linear beats both ReLU and GELU beyond the standard error
@@ -109,6 +109,15 @@ def accuracy_entries(results: Results) -> dict[str, dict[str, dict[str, Any]]]:
     return entries
 
 
+def accuracy_budgets(results: Results) -> dict[str, int]:
+    """Each data set's parameter budget from every ``accuracy*.json`` (the convnets run apart, under ``<set>_convnet``)."""
+    budgets: dict[str, int] = {}
+    for suite, result in sorted(results.items()):
+        if suite.startswith("accuracy"):
+            budgets |= result.get("settings", {}).get("budgets", {})
+    return budgets
+
+
 def metric_cell(entry: dict[str, Any]) -> str:
     return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
 
@@ -133,7 +142,7 @@ def accuracy_section(results: Results) -> str:
             gap = "" if relu is None else f"{entry['mean'] - relu['mean']:+.4f}"
             rows.append([name, metric_cell(entry), f"{entry['params']:.0f}", "x".join(map(str, entry["hidden"])), gap, verdict(entry, relu) if relu else ""])
         metric = next(iter(models.values()))["metric"]
-        budget = settings["budgets"].get(dataset, "?")
+        budget = accuracy_budgets(results).get(dataset, "?")
         better = "lower is better" if metric == "rmse" else "higher is better"
         parts.append(f"### {dataset} (budget {budget} parameters, test {metric}, {better})\n\n"
                      + table(["model", metric, "params", "hidden", "vs ReLU", "verdict"], rows))
@@ -249,6 +258,94 @@ def accuracy_headline(results: Results) -> str:
             cells.append(metric_cell(entry) + mark)
         rows.append([model, *cells])
     return table(header, rows)
+
+
+# --- accuracy at equal latency -------------------------------------------------------------------------------
+
+def latency_ratio_cell(entry: dict[str, Any], batch: int) -> str:
+    """A model's median latency at one batch size over the seeds' runs, with its median ratio to the ReLU MLP."""
+    latency = entry["latency_s"][f"batch_{batch}"]
+    return f"{duration(latency['median'])} ({latency['ratio_to_relu']:.2f}x)"
+
+
+def equal_latency_entries(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    entries: dict[str, dict[str, dict[str, Any]]] = {}
+    for entry in result["summary"]:
+        entries.setdefault(entry["dataset"], {})[entry["model"]] = entry
+    return entries
+
+
+def equal_latency_held(result: dict[str, Any]) -> tuple[int, int]:
+    """Sets where lut_linear is at or above the latency-matched ReLU MLP (a tie within the standard error counts), and all sets."""
+    entries = equal_latency_entries(result)
+    held = sum("loses" not in verdict(per["lut_linear"], per["relu"]) for per in entries.values() if "lut_linear" in per and "relu" in per)
+    return held, len(entries)
+
+
+def equal_latency_verdict(result: dict[str, Any]) -> str:
+    held, sets = equal_latency_held(result)
+    return (f"lut_linear is at or above the latency-matched ReLU MLP (within the standard error counts) on **{held} of "
+            f"{sets}** sets (target: every set; **{'met' if held == sets else 'missed'}**).")
+
+
+def equal_latency_rows(result: dict[str, Any]) -> list[list[object]]:
+    """One row per data set: the matched widths and latencies, and each model's test metric with its verdict against ReLU."""
+    rows = []
+    for dataset, per in equal_latency_entries(result).items():
+        search, lut, relu = result["searches"][dataset], per["lut_linear"], per["relu"]
+        nearest = per.get("lut_linear_to_nearest")
+        rows.append([f"{dataset} ({lut['metric']})", f"{search['searched']} to {search['reference']}",
+                     f"{'x'.join(map(str, lut['hidden']))} / {'x'.join(map(str, relu['hidden']))}", f"{lut['params']:.0f} / {relu['params']:.0f}",
+                     f"{lut['latency_s']['batch_1']['ratio_to_relu']:.2f}x", metric_cell(lut), metric_cell(relu),
+                     verdict(lut, relu).replace("**", ""),
+                     "" if nearest is None else f"{metric_cell(nearest)}, {latency_ratio_cell(nearest, 1)}"])
+    return rows
+
+
+EQUAL_LATENCY_HEADER = ["set (test metric)", "width searched", "hidden LUT / ReLU", "params LUT / ReLU", "batch-1 latency LUT / ReLU",
+                        "lut_linear", "relu", "lut_linear vs ReLU", "nearest graph (batch-1 latency, x ReLU)"]
+
+
+def equal_latency_section(results: Results) -> str:
+    result = results.get("equal_latency")
+    if result is None:
+        return "## Accuracy at equal inference latency\n\n" + missing("equal_latency")
+    settings = result["settings"]
+    parts = [
+        "## Accuracy at equal inference latency",
+        f"Two-hidden-layer MLPs whose widths were searched so that onnxruntime's batch-1 latency (CPU, 1 thread, medians of "
+        f"interleaved rounds) matches within {100 * settings['tolerance']:.0f}%: first the LUT MLP's width against the ReLU MLP at the "
+        "equal-parameter budget; where no LUT width is that fast, the ReLU MLP's width against the LUT MLP at its budget. Test metric, "
+        f"mean ± std over seeds {settings['seeds']}; every model scored on its exported ONNX graph; the latencies are those of the "
+        "exported graphs of each seed, timed side by side, median over seeds (ratio to the ReLU MLP in brackets). "
+        "`lut_linear_to_nearest` is the same trained LUT model exported as nearest pockets (`--max-error`).",
+        equal_latency_verdict(result),
+        table(EQUAL_LATENCY_HEADER, equal_latency_rows(result)),
+        measured_on(result) + " 1-minute load average " + " and ".join(f"{loads[0]:.1f}" for loads in result["load_average_before_after"])
+        + " before and after, on 2 cores shared with other jobs.",
+    ]
+    for dataset, per in equal_latency_entries(result).items():
+        search, relu = result["searches"][dataset], per.get("relu")
+        probes = ", ".join(f"{p['width']}: {p['over_reference']:.2f}x" for p in search["probes"][search["searched"]])
+        rows = [[name, "x".join(map(str, e["hidden"])), f"{e['params']:.0f}", metric_cell(e), *(latency_ratio_cell(e, b) for b in settings["batches"]),
+                 "" if relu is None else f"{e['mean'] - relu['mean']:+.4f}", verdict(e, relu) if relu else ""]
+                for name, e in ((name, per[name]) for name in ordered(list(per)))]
+        parts.append(f"### {dataset} (test {next(iter(per.values()))['metric']})\n\n"
+                     f"Search: {search['searched']} width against {search['reference']} at width {search['widths'][search['reference']]}, "
+                     f"latency over the reference by width: {probes}.\n\n"
+                     + table(["model", "hidden", "params", "test metric", *(f"batch {b}" for b in settings["batches"]), "vs ReLU", "verdict"], rows))
+    return "\n\n".join(parts)
+
+
+def equal_latency_headline(results: Results) -> list[str]:
+    """The equal-latency verdict and table for the README (nothing before the suite has run)."""
+    result = results.get("equal_latency")
+    if result is None:
+        return []
+    return ["**Accuracy at equal inference latency** (widths searched so that onnxruntime's batch-1 latency matches within "
+            f"{100 * result['settings']['tolerance']:.0f}%; test metric, mean ± std over seeds; the deployed nearest graph's latency beside "
+            f"its metric; `python -m benchmarks.equal_latency`): {equal_latency_verdict(result)}\n\n"
+            + table(EQUAL_LATENCY_HEADER, equal_latency_rows(result))]
 
 
 # --- suite 2: inference ------------------------------------------------------------------------------------
@@ -561,8 +658,13 @@ def draw_plots(results: Results, folder: Path = RESULTS_DIR) -> list[Path]:
 # --- documents ----------------------------------------------------------------------------------------------
 
 def target_rows(results: Results) -> list[list[object]]:
-    """The issues' speed targets as measured: the training epoch, the fused graph at the reference shape, serving."""
+    """The issues' speed targets as measured: the training epoch, the fused graph at the reference shape, serving, and
+    accuracy at equal latency."""
     rows: list[list[object]] = []
+    if "equal_latency" in results:
+        held, sets = equal_latency_held(results["equal_latency"])
+        rows.append(["equal batch-1 latency: lut_linear at or above the ReLU MLP (test metric, within the standard error)",
+                     f"{held} of {sets} sets", "every set", "met" if held == sets else "**missed**"])
     train = results.get("train_speed", {})
     if "chosen" in train:
         chosen, limit = train["chosen"], train["target"][train["chosen"]["ratio"]]
@@ -699,8 +801,8 @@ def monitoring_section(results: Results) -> str:
 
 
 SECTIONS = (
-    accuracy_section, function_fitting_section, inference_section, module_export_section, training_section, serving_section, hardening_section,
-    monitoring_section, targets_section, shapes_section, tuning_section,
+    accuracy_section, equal_latency_section, function_fitting_section, inference_section, module_export_section, training_section,
+    serving_section, hardening_section, monitoring_section, targets_section, shapes_section, tuning_section,
 )
 
 
@@ -720,6 +822,7 @@ def render_readme_snippet(results: Results) -> str:
         "plots, tuning studies, machine and versions are in [benchmarks/RESULTS.md](benchmarks/RESULTS.md).",
         f"**Accuracy at equal parameter count** (test split, mean ± std over {seeds} seed{'s' * (seeds != 1)}; lutnet scored on its exported ONNX model; "
         "\"loses\"/\"wins\" against the ReLU MLP beyond the standard error):\n\n" + accuracy_headline(results),
+        *equal_latency_headline(results),
         *fitting_headline(results),
         "**Inference latency** (onnxruntime CPU, digits budget, ratio to the ReLU MLP):\n\n" + inference_headline(results),
         *(["**Your own module, exported** (fused LUT / original activations, onnxruntime, 1 thread; `python -m benchmarks.module_export`):\n\n"

@@ -187,3 +187,46 @@ def test_module_export_latency_is_tabled_with_its_targets():
     text = report.render_results({"module_export": result})
     assert "| mlp | 30.0 us / 20.0 us = 1.50x (met) | 500.0 us / 200.0 us = 2.50x (**missed**) | 1.10x / 1.10x |" in text
     assert "batch 256 (target <= 2.0x)" in report.render_readme_snippet({"module_export": result})
+
+
+def equal_latency_result():
+    def entry(dataset, model, mean, std, seconds, ratio, hidden, metric="accuracy"):
+        return {**summary(dataset, model, mean, std, metric, hidden=hidden),
+                "latency_s": {"batch_1": {"median": seconds, "ratio_to_relu": ratio}, "batch_256": {"median": 100 * seconds, "ratio_to_relu": ratio}}}
+    search = lambda searched, reference, widths: {"searched": searched, "reference": reference, "widths": widths,  # noqa: E731
+                                                 "probes": {searched: [{"width": 7, "over_reference": 0.5}, {"width": 300, "over_reference": 1.01}]}}
+    return {"suite": "equal_latency", "machine": MACHINE, "load_average_before_after": [[1.5, 1, 1], [2.5, 1, 1]],
+            "settings": {"seeds": [0, 1, 2], "tolerance": 0.05, "batches": [1, 256]},
+            "searches": {"digits": search("relu", "lut_linear", {"lut_linear": 10, "relu": 300}),
+                         "diabetes": search("relu", "lut_linear", {"lut_linear": 10, "relu": 300})},
+            "summary": [entry("digits", "lut_linear", 0.95, 0.001, 2e-5, 1.01, (10, 10)),
+                        entry("digits", "lut_linear_to_nearest", 0.9499, 0.001, 2.1e-5, 1.05, (10, 10)),
+                        entry("digits", "relu", 0.97, 0.001, 2e-5, 1.0, (300, 300)),
+                        entry("diabetes", "lut_linear", 50.0, 5.0, 2e-5, 0.98, (10, 10), "rmse"),
+                        entry("diabetes", "relu", 52.0, 5.0, 2e-5, 1.0, (300, 300), "rmse")]}
+
+
+def test_equal_latency_tables_show_widths_latencies_and_where_lutnet_loses():
+    results = {"equal_latency": equal_latency_result()}
+    text = report.render_results(results)
+    assert "on **1 of 2** sets (target: every set; **missed**)" in text
+    assert ("| digits (accuracy) | relu to lut_linear | 10x10 / 300x300 | 1000 / 1000 | 1.01x | 0.9500 ± 0.0010 | 0.9700 ± 0.0010 | loses "
+            "| 0.9499 ± 0.0010, 21 us (1.05x) |") in text
+    assert "| diabetes (rmse) |" in text and "tie (within noise)" in text.split("| diabetes (rmse) |")[1].split("\n")[0]
+    digits = text.split("### digits (test accuracy)")[1].split("###")[0]
+    assert "latency over the reference by width: 7: 0.50x, 300: 1.01x" in digits
+    assert "| lut_linear_to_nearest | 10x10 | 1000 | 0.9499 ± 0.0010 | 21 us (1.05x) | 2.1 ms (1.05x) | -0.0201 | **loses** |" in digits
+    assert "load average 1.5 and 2.5" in text
+    assert "at or above the ReLU MLP (test metric, within the standard error) | 1 of 2 sets | every set | **missed** |" in text
+    assert "**Accuracy at equal inference latency**" in report.render_readme_snippet(results)
+    assert "Accuracy at equal inference latency" not in report.render_readme_snippet({}) and "benchmarks.equal_latency" in report.render_results({})
+
+
+def test_convnet_results_join_the_accuracy_tables_with_their_own_budget():
+    results = fake_results()
+    results["accuracy_convnet"] = {"suite": "accuracy_convnet", "machine": MACHINE, "settings": {"budgets": {"mnist5k_convnet": 777}},
+                                   "summary": [summary("mnist5k_convnet", "lut_linear", 0.99, 0.001), summary("mnist5k_convnet", "relu", 0.98, 0.001)]}
+    text = report.render_results(results)
+    assert "### mnist5k_convnet (budget 777 parameters, test accuracy, higher is better)" in text
+    assert "| lut_linear | 0.9900 ± 0.0010 | 1000 | 10x10 | +0.0100 | **wins** |" in text.split("### mnist5k_convnet")[1]
+    assert "0.9900 ± 0.0010 (wins)" in report.render_readme_snippet(results)
