@@ -131,7 +131,9 @@ def accuracy_section(results: Results) -> str:
         "## Accuracy at equal parameter count",
         f"Test metric, mean ± std over seeds {settings['seeds']} (same split for every model of a seed). lutnet models are scored on "
         "their exported ONNX models with onnxruntime (`lut_linear`/`lut_nearest`: one trained LUT model exported in each lookup mode). "
-        f"Parameters: {settings['parameter_count']}. Verdict against the ReLU MLP: the gap of the means against their standard error.",
+        f"Parameters: {settings['parameter_count']}. Verdict against the ReLU MLP: the gap of the means against their standard error. "
+        "Sets named `<set>_convnet` compare lutnet's convnets instead (two 3x3 conv blocks of equal channels, per-channel "
+        "activations, 2x2 max pooling; the ReLU row is the ReLU convnet; `python -m benchmarks.accuracy --convnet`).",
         measured_on(result),
     ]
     for dataset, models in accuracy_entries(results).items():

@@ -71,6 +71,14 @@ RECIPE = {
     "recalibrate_after_5+constant": {"recalibrate_after": 5, "table_schedule": "constant"},
 }
 CANDIDATES.update(RECIPE)
+# The peer-gap study: settings near DeepSplines' (one hidden layer, fewer bins) and the best single knobs of its first
+# round on digits and MNIST-5k, paired.
+PEER_GAP = {
+    "bins_8+depth_1": {"bins": 8, "depth": 1},
+    "bins_8+percentiles_0.1_99.9": {"bins": 8, "percentiles": (0.1, 99.9)},
+    "depth_1+percentiles_0.1_99.9": {"depth": 1, "percentiles": (0.1, 99.9)},
+}
+CANDIDATES.update(PEER_GAP)
 QUICK = ("relu_mlp", "lut_default", "bins_16")
 
 
