@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from benchmarks.common import write_results
+from benchmarks.common import RESULTS_DIR, write_results
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.peer_training import layer_widths, score, trainable_parameters, width_for_budget
 from benchmarks.peers.setup import PEERS, ensure
@@ -157,10 +158,14 @@ def budget_of(name: str, family: str) -> int:
 
 
 def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool, bar: tqdm,
-                family: str = "mlp") -> list[dict[str, Any]]:
-    """Every model on every seed of one data set (TrainConfig overrides for lutnet's, None for a peer); one row per (model, seed)."""
+                family: str = "mlp", done: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Every model on every seed of one data set (TrainConfig overrides for lutnet's, None for a peer); one row per (model, seed).
+
+    A row of ``done`` with the same data set, seed and model is kept instead of running it again.
+    """
     rows = []
     budget = budget_of(name, family)
+    kept = {(row["dataset"], row["seed"], row["model"]): row for row in done}
     for seed in seeds:
         data = load_dataset(name, seed=seed)
         split_path = WORK / f"{name}_seed{seed}.npz"
@@ -168,11 +173,13 @@ def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any
         with tempfile.TemporaryDirectory(dir=WORK) as runs:
             for model, overrides in models.items():
                 bar.set_postfix_str(f"{name} seed {seed} {model}")
-                if overrides is not None:
+                if (dataset_key(name, family), seed, model) in kept:
+                    row = kept[dataset_key(name, family), seed, model]
+                elif overrides is not None:
                     row = {"model": model, **run_lutnet(data, seed, budget, {**overrides, "model": family}, Path(runs) / model)}
                 else:
                     row = peer_row(run_peer(model, data, seed, budget, split_path, quick))
-                rows.append({"dataset": dataset_key(name, family), "seed": seed, **row})
+                rows.append({**row, "dataset": dataset_key(name, family), "seed": seed})
                 bar.update()
     return rows
 
@@ -211,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(to score on test a setting chosen on validation by benchmarks.tuning)")
     parser.add_argument("--convnet", action="store_true", help=f"lutnet's convnets instead of MLPs on the image sets {list(CONVNET_BUDGETS)} "
                         "(default: mnist5k), results under <set>_convnet; the peers are MLPs and do not run")
+    parser.add_argument("--reuse", action="store_true", help="keep the runs already in the results file (same trainer defaults, depth "
+                        "and budgets), training only the missing (data set, seed, model) runs; its other data sets stay")
     parser.add_argument("--out", help="results name under benchmarks/results (default: accuracy, or accuracy_convnet with --convnet); "
                         "the report reads every accuracy*.json")
     args = parser.parse_args(argv)
@@ -227,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = args.seeds or ([0] if args.quick else list(SEEDS))
     out = args.out or ("accuracy_convnet" if args.convnet else "accuracy")
     try:
-        path = measure(out, datasets, seeds, chosen_models(names, args.bins), args.quick, family)
+        path = measure(out, datasets, seeds, chosen_models(names, args.bins), args.quick, family, args.reuse)
     except LutnetError as error:
         print(f"benchmarks.accuracy: error: {error}", file=sys.stderr)
         return 2
@@ -246,9 +255,27 @@ def chosen_models(names: Sequence[str], bins: int | None) -> dict[str, dict[str,
     return models
 
 
+def reusable(out: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The results file ``out`` if its runs were made as this run's would be (trainer defaults, depth, shared budgets); else an error."""
+    path = RESULTS_DIR / f"{out}.json"
+    if not path.exists():
+        return {"runs": [], "summary": [], "settings": {"budgets": {}, "seeds": []}}
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    old = previous["settings"]
+    clashing = {k: (old["budgets"][k], v) for k, v in settings["budgets"].items() if old["budgets"].get(k, v) != v}
+    same_defaults = old["trainer_defaults"] == json.loads(json.dumps(settings["trainer_defaults"]))  # as the file holds them
+    if not same_defaults or old["depth"] != settings["depth"] or clashing:
+        raise LutnetError(f"runs to reuse in {path}", expected="the same trainer defaults, depth and budgets as this run",
+                          got=f"budgets (old, new) {clashing}" if clashing else "other trainer defaults or depth")
+    return previous
+
+
 def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool,
-            family: str = "mlp") -> Path:
-    """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured."""
+            family: str = "mlp", reuse: bool = False) -> Path:
+    """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured.
+
+    With ``reuse``, the runs already in the file are kept (and not repeated), its other data sets included.
+    """
     for folder in (WORK, PEER_WORK):
         folder.mkdir(parents=True, exist_ok=True)
     peers = [model for model in models if model in LEARNING_PEERS]
@@ -258,14 +285,18 @@ def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dic
                 "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
                 "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}}
     setup = [ensure(PEERS[peer]) for peer in peers]
+    keys = {dataset_key(name, family) for name in datasets}
+    previous = reusable(out, settings) if reuse else {"runs": [], "summary": [], "settings": {"budgets": {}, "seeds": []}}
+    other_rows = [row for row in previous["runs"] if row["dataset"] not in keys]
+    tasks = {entry["dataset"]: entry["task"] for entry in previous["summary"] if entry["dataset"] not in keys}
+    settings |= {"budgets": previous["settings"]["budgets"] | settings["budgets"], "seeds": sorted({*previous["settings"]["seeds"], *seeds})}
     rows: list[dict[str, Any]] = []
-    tasks: dict[str, str] = {}
     with tqdm(total=len(datasets) * len(seeds) * len(models), desc="accuracy", unit="run") as bar:
         for name in datasets:
-            rows += run_dataset(name, seeds, models, quick, bar, family)
+            rows += run_dataset(name, seeds, models, quick, bar, family, previous["runs"])
             tasks[dataset_key(name, family)] = load_dataset(name).task
-            path = write_results(out, {"settings": settings, "peer_setup": setup, "complete": len(tasks) == len(datasets),
-                                       "runs": rows, "summary": summarize_rows(rows, tasks)})
+            path = write_results(out, {"settings": settings, "peer_setup": setup, "complete": keys <= set(tasks),
+                                       "runs": other_rows + rows, "summary": summarize_rows(other_rows + rows, tasks)})
     return path
 
 
