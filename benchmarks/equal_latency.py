@@ -6,7 +6,7 @@ width is searched first, so that its batch-1 latency matches the ReLU MLP's at t
 narrowest LUT MLP is slower than that (at batch 1 a small graph's time is mostly per-node overhead, and a LUT layer
 has more nodes than a Relu), the ReLU MLP's width is searched instead, to match the LUT MLP at its budget width.
 The search times graphs of synthetic checkpoints (weights do not change a graph's speed): onnxruntime CPU, 1
-thread, each candidate interleaved round by round with the reference, medians. Both models are then trained on
+thread, each candidate interleaved round by round with the reference, medians over three sessions of each graph. Both models are then trained on
 every seed (``lutnet train`` defaults, as the accuracy suite does), exported and scored with onnxruntime on the
 test split; the LUT model is also exported as nearest pockets with ``--max-error`` (``lut_linear_to_nearest``).
 The three exported graphs of each seed are timed side by side at batch 1 and 256, and the ratio to the ReLU
@@ -39,6 +39,7 @@ TOLERANCE = 0.05  # the matched model's batch-1 latency within 5% of the referen
 SEEDS = (0, 1, 2, 3, 4)
 BATCHES = (1, 256)
 MIN_WIDTH, MAX_WIDTH = 4, 4096
+SESSIONS = 3  # onnxruntime sessions timed per graph
 MODELS = ("lut_linear", "lut_linear_to_nearest", "relu")
 SEARCHED = {"lut_linear": LUTNET_MODELS["lut_linear"], "relu": LUTNET_MODELS["relu"]}
 TRAINED = {name: LUTNET_MODELS[name] for name in MODELS}  # lut_linear_to_nearest: lut_linear's width, exported as pockets
@@ -51,9 +52,25 @@ def mlp_graph(data: Dataset, overrides: dict[str, Any], width: int) -> onnx.Mode
     return build_graph(synthetic_checkpoint(model_spec(config, data)))
 
 
+def session_timings(graphs: dict[str, onnx.ModelProto], x: np.ndarray, rounds: int) -> dict[str, dict[str, Any]]:
+    """Each graph's latency on ``x`` in ``SESSIONS`` sessions, all interleaved round by round in one run: the median of the
+    sessions' medians (and p10s, p90s), with every session's median.
+
+    One graph's latency differs from session to session (where its buffers land), so a single session can tip a match.
+    """
+    runners = {f"{name}#{i}": onnx_runner(graph, 1, x) for name, graph in graphs.items() for i in range(SESSIONS)}
+    timings = interleaved(runners, len(x), rounds)
+    measured = {}
+    for name in graphs:
+        sessions = [timings[f"{name}#{i}"] for i in range(SESSIONS)]
+        measured[name] = {key: statistics.median(t[key] for t in sessions) for key in ("median", "p10", "p90")}
+        measured[name] |= {"n": sum(t["n"] for t in sessions), "session_medians": [t["median"] for t in sessions]}
+    return measured
+
+
 def latency_ratio(candidate: onnx.ModelProto, reference: onnx.ModelProto, x: np.ndarray, rounds: int) -> float:
-    """Median batch latency of ``candidate`` over ``reference``'s, the two interleaved round by round in one run."""
-    timings = interleaved({"candidate": onnx_runner(candidate, 1, x), "reference": onnx_runner(reference, 1, x)}, len(x), rounds)
+    """Median batch latency of ``candidate`` over ``reference``'s, interleaved round by round in one run."""
+    timings = session_timings({"candidate": candidate, "reference": reference}, x, rounds)
     return timings["candidate"]["median"] / timings["reference"]["median"]
 
 
@@ -110,7 +127,7 @@ def graph_latencies(graphs: dict[str, bytes], features: int, rounds: int) -> dic
     measured = {}
     for batch in BATCHES:
         x = np.random.default_rng(batch).normal(size=(batch, features)).astype(np.float32)
-        timings = interleaved({name: onnx_runner(onnx.load_from_string(model), 1, x) for name, model in graphs.items()}, batch, rounds)
+        timings = session_timings({name: onnx.load_from_string(model) for name, model in graphs.items()}, x, rounds)
         measured[f"batch_{batch}"] = {name: {**timing, "ratio_to_relu": timing["median"] / timings["relu"]["median"]}
                                       for name, timing in timings.items()}
     return measured
@@ -151,7 +168,7 @@ def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], rounds: int
     """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured."""
     WORK.mkdir(parents=True, exist_ok=True)
     settings = {"datasets": list(datasets), "seeds": list(seeds), "budgets": {n: BUDGETS[n] for n in datasets}, "depth": DEPTH,
-                "tolerance": TOLERANCE, "rounds": rounds, "batches": list(BATCHES), "threads": 1, "models": TRAINED,
+                "tolerance": TOLERANCE, "rounds": rounds, "sessions_per_graph": SESSIONS, "batches": list(BATCHES), "threads": 1, "models": TRAINED,
                 "trainer_defaults": dataclasses.asdict(TrainConfig())}
     load_before = os.getloadavg()
     searches: dict[str, Any] = {}

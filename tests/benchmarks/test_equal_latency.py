@@ -1,10 +1,13 @@
 """The equal-latency suite's pieces: the width search on known latency curves, its direction, and the timing of exported graphs."""
 from __future__ import annotations
 
+import statistics
+
+import numpy as np
 import pytest
 
 from benchmarks import equal_latency
-from benchmarks.equal_latency import MAX_WIDTH, MIN_WIDTH, TOLERANCE, graph_latencies, match_width, nearest_one, search, summarize
+from benchmarks.equal_latency import MAX_WIDTH, MIN_WIDTH, TOLERANCE, graph_latencies, match_width, nearest_one, search, session_timings, summarize
 from benchmarks.peers.smoke import relu_mlp_onnx
 from lutnet.training.data import load_dataset
 
@@ -63,6 +66,15 @@ def test_exported_graphs_are_timed_at_every_batch_with_ratios_to_relu():
     assert set(measured) == {f"batch_{b}" for b in equal_latency.BATCHES}
     for per in measured.values():
         assert per["relu"]["ratio_to_relu"] == 1.0 and per["lut_linear"]["median"] > 0 and per["lut_linear"]["n"] > 0
+
+
+def test_each_graph_is_timed_in_several_sessions_and_summarized_by_their_median():
+    graphs = {"small": relu_mlp_onnx(13, 8, 3), "large": relu_mlp_onnx(13, 512, 3)}
+    x = np.zeros((1, 13), np.float32)
+    measured = session_timings(graphs, x, rounds=2)
+    for timing in measured.values():
+        assert len(timing["session_medians"]) == equal_latency.SESSIONS
+        assert timing["median"] == statistics.median(timing["session_medians"]) and timing["p10"] <= timing["p90"]
 
 
 def test_summary_takes_latency_medians_over_seeds():
