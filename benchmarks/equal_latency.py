@@ -56,7 +56,7 @@ def session_timings(graphs: dict[str, onnx.ModelProto], x: np.ndarray, rounds: i
     """Each graph's latency on ``x`` in ``SESSIONS`` sessions, all interleaved round by round in one run: the median of the
     sessions' medians (and p10s, p90s), with every session's median.
 
-    One graph's latency differs from session to session (where its buffers land), so a single session can tip a match.
+    One graph's latency differs from session to session (the same graph, timed side by side), so one session can tip a match.
     """
     runners = {f"{name}#{i}": onnx_runner(graph, 1, x) for name, graph in graphs.items() for i in range(SESSIONS)}
     timings = interleaved(runners, len(x), rounds)

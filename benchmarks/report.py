@@ -318,6 +318,11 @@ EQUAL_LATENCY_HEADER = ["set (test metric)", "width searched", "hidden LUT / ReL
                         "lut_linear", "relu", "lut_linear vs ReLU", "nearest graph (batch-1 latency, x ReLU)"]
 
 
+def sessions_note(settings: dict[str, Any]) -> str:
+    sessions = settings.get("sessions_per_graph", 1)
+    return f", the median over {sessions} sessions of each graph" if sessions > 1 else ""
+
+
 def equal_latency_section(results: Results) -> str:
     result = results.get("equal_latency")
     if result is None:
@@ -326,8 +331,9 @@ def equal_latency_section(results: Results) -> str:
     parts = [
         "## Accuracy at equal inference latency",
         f"Two-hidden-layer MLPs whose widths were searched so that onnxruntime's batch-1 latency (CPU, 1 thread, medians of "
-        f"interleaved rounds) matches within {100 * settings['tolerance']:.0f}%: first the LUT MLP's width against the ReLU MLP at the "
-        "equal-parameter budget; where no LUT width is that fast, the ReLU MLP's width against the LUT MLP at its budget. Test metric, "
+        f"interleaved rounds{sessions_note(settings)}) matches within {100 * settings['tolerance']:.0f}%: first the LUT MLP's width "
+        "against the ReLU MLP at the equal-parameter budget; where no LUT width is that fast, the ReLU MLP's width against the LUT MLP "
+        "at its budget. Test metric, "
         f"mean ± std over seeds {settings['seeds']}; every model scored on its exported ONNX graph; the latencies are those of the "
         "exported graphs of each seed, timed side by side, median over seeds (ratio to the ReLU MLP in brackets). "
         "`lut_linear_to_nearest` is the same trained LUT model exported as nearest pockets (`--max-error`).",

@@ -231,3 +231,10 @@ def test_convnet_results_join_the_accuracy_tables_with_their_own_budget():
     assert "### mnist5k_convnet (budget 777 parameters, test accuracy, higher is better)" in text
     assert "| lut_linear | 0.9900 ± 0.0010 | 1000 | 10x10 | +0.0100 | **wins** |" in text.split("### mnist5k_convnet")[1]
     assert "0.9900 ± 0.0010 (wins)" in report.render_readme_snippet(results)
+
+
+def test_equal_latency_names_the_sessions_timed_per_graph():
+    result = equal_latency_result()
+    assert "sessions of each graph" not in report.render_results({"equal_latency": result})
+    result["settings"]["sessions_per_graph"] = 3
+    assert "the median over 3 sessions of each graph" in report.render_results({"equal_latency": result})
