@@ -1,0 +1,408 @@
+"""int8 export: calibrate a fused model on data, build its integer model and the standard-ONNX int8 graph, verify both.
+
+The integer model (``lutnet.quantized``) replaces every activation layer by one uint8 table per channel that maps
+the requantized pre-activation code to the next layer's input code. Building it, layer by layer on the
+calibration data (each layer calibrated on the codes the quantized layers before it actually produce):
+
+1. The layer reads codes ``a`` with real values ``scale[f] * (a[f] - zero) + centre[f]``. Its float weights
+   times ``scale`` are quantized symmetrically per output channel to ``WEIGHT_LIMIT``, and the centres plus the
+   bias become a per-channel constant ``beta`` outside the integer product.
+2. The int32 sums on the calibration codes give each channel's range; their requantization scale comes from it
+   (one zero point for the layer, chosen so that the channels together lose the least resolution).
+3. The table evaluates the float activation at the real value of each of the 256 pre-activation codes
+   (``beta`` included) and quantizes it for the next layer: per channel around the centre of its calibrated
+   output range where a matrix product reads it, per channel around zero where a convolution does (its
+   padding is the code of a real zero).
+
+The graph: ``[Sub] -> Mul -> QuantizeLinear`` at the input; per hidden layer ``QLinearMatMul`` (or ``QLinearConv``)
+``-> Cast -> GatherElements`` on a ``[256, C]`` table (``[256, C, H, W]`` for a convolution, so the lookup
+needs no transposes) ``[-> MaxPool]``; the head ``MatMulInteger -> Add (int32 bias) -> DequantizeLinear``, so the
+model takes and gives float32 as the float export does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from lutnet import __version__, metadata, quantized
+from lutnet.errors import LutnetError
+from lutnet.export.fold import FusedLayer, FusedModel, SegmentTable
+from lutnet.export.graph import DEFAULT_OPSET, GraphBuilder, check_opset
+from lutnet.quantized import CODES, WEIGHT_LIMIT, QuantizedHead, QuantizedInput, QuantizedLayer, QuantizedModel
+
+MAX_ACCURACY_DROP = 0.005  # classification: accuracy lost to int8 on the evaluation data, at most (0.5 points)
+MAX_RMSE_INCREASE = 0.05  # regression: relative RMSE increase from int8, at most
+MIN_CALIBRATION_ROWS = 16
+MIDDLE = 128  # zero point of codes centred per channel
+INT32_LIMIT = 2**31 - 1
+
+
+class QuantizationError(LutnetError):
+    """A model, data set or result that int8 export cannot accept; nothing is written."""
+
+
+# --- the float model the integer one approximates --------------------------------------------------------
+
+def segment_values(table: SegmentTable, v: np.ndarray, channel_axis: int = 1) -> np.ndarray:
+    """The segment table's activation at coordinates ``v`` (float64), channels on ``channel_axis``."""
+    moved = np.moveaxis(np.asarray(v, dtype=np.float64), channel_axis, -1)
+    segment = np.clip(np.floor(np.nan_to_num(moved, nan=0.0)), 0, table.segments - 1).astype(np.intp)
+    channels = np.arange(table.intercept.shape[1])
+    y = table.intercept[segment, channels]
+    if table.slope is not None:
+        along = np.clip(moved, 0, table.segments - 1) if table.flat_edges else moved
+        y = y + along * table.slope[segment, channels]
+    return np.moveaxis(y, -1, channel_axis)
+
+
+def activation_function(layer: FusedLayer) -> Callable[[np.ndarray], np.ndarray]:
+    """The layer's activation as a function of its (fused) pre-activation, channels on axis 1."""
+    if layer.activation == "relu":
+        return lambda v: np.maximum(v, 0.0)
+    if layer.activation == "gelu":
+        from lutnet.lut import erf
+
+        return lambda v: 0.5 * v * (1.0 + erf(v / np.sqrt(2.0)))
+    assert layer.table is not None
+    return lambda v: segment_values(layer.table, v)
+
+
+# --- calibration ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Codes:
+    """How the codes a layer reads map to real values: ``scale[f] * (code - zero) + centre[f]`` per feature/channel."""
+
+    scale: np.ndarray
+    zero: int
+    centre: np.ndarray
+
+
+def channel_ranges(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (axis 1) minimum and maximum over every other axis."""
+    moved = np.moveaxis(values, 1, 0).reshape(values.shape[1], -1)
+    return moved.min(axis=1), moved.max(axis=1)
+
+
+def shared_zero(lo: np.ndarray, hi: np.ndarray) -> tuple[int, np.ndarray]:
+    """One zero point for all channels and a scale per channel so that code ``zero`` is a real 0 and each range fits.
+
+    Ranges are first widened to contain 0. The zero point minimizes the summed log of the scales, the
+    resolution lost over all channels together.
+    """
+    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+    zeros = np.arange(CODES, dtype=np.float64)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = np.where(lo < 0, -lo / zeros, 0.0)
+        above = np.where(hi > 0, hi / (CODES - 1 - zeros), 0.0)
+    scales = np.maximum(below, above)  # (256, C); inf where a range does not fit
+    live = np.isfinite(scales).all(axis=1)
+    cost = np.where(live, np.log(np.maximum(scales, 1e-300)).sum(axis=1), np.inf)
+    zero = int(np.argmin(cost))
+    return zero, floor_scales(scales[zero])
+
+
+def floor_scales(scale: np.ndarray) -> np.ndarray:
+    """Scales of constant channels (range 0) become a small positive number: their codes stay at the zero point."""
+    positive = scale[scale > 0]
+    floor = 1e-6 * positive.max() if positive.size else 1.0
+    return np.maximum(scale, floor)
+
+
+def centred_codes(lo: np.ndarray, hi: np.ndarray) -> Codes:
+    """Per-channel codes around the middle of each range (for values a matrix product reads)."""
+    return Codes(scale=floor_scales((hi - lo) / (CODES - 2)), zero=MIDDLE, centre=(lo + hi) / 2)
+
+
+def zero_centred_codes(lo: np.ndarray, hi: np.ndarray) -> Codes:
+    zero, scale = shared_zero(lo, hi)
+    return Codes(scale=scale, zero=zero, centre=np.zeros_like(scale))
+
+
+def encode(values: np.ndarray, codes: Codes) -> np.ndarray:
+    """Real values (channels on axis 1) to codes, as a table does."""
+    shape = (1, -1) + (1,) * (values.ndim - 2)
+    return quantized.saturate(np.rint((values - codes.centre.reshape(shape)) / codes.scale.reshape(shape)) + codes.zero)
+
+
+@dataclass
+class _Layer:
+    """A hidden layer or the head in float64: ``dense`` weight ``[out, in]`` or conv ``[out, in, k, k]``."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    conv: bool
+    activation: Callable[[np.ndarray], np.ndarray] | None = None
+    pool: bool = False
+    pads: int = 0
+
+
+def _quantize_weights(weight: np.ndarray, bias: np.ndarray, reads: Codes, feature_channel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int8 weights of ``weight * scale`` per output channel, their scales, and ``beta`` (the bias plus the centres' share)."""
+    scale = reads.scale[feature_channel]
+    shape = (1, -1) + (1,) * (weight.ndim - 2)
+    scaled = weight * scale.reshape(shape)
+    flat = np.abs(scaled.reshape(len(scaled), -1)).max(axis=1)
+    weight_scale = np.where(flat > 0, flat / WEIGHT_LIMIT, 1.0)
+    wq = np.clip(np.rint(scaled / weight_scale.reshape((-1,) + (1,) * (weight.ndim - 1))), -WEIGHT_LIMIT, WEIGHT_LIMIT)
+    centre = reads.centre[feature_channel]  # a real offset of the inputs, outside the integer product: it meets the float weights
+    beta = bias + (weight.reshape(len(weight), len(centre), -1).sum(axis=2) @ centre)
+    return wq.astype(np.int8), weight_scale, beta
+
+
+def quantize_model(model: FusedModel, calibration: np.ndarray) -> QuantizedModel:
+    """The integer model of ``model``, calibrated layer by layer on the raw inputs ``calibration``."""
+    if model.family == "convnet" and model.pool != "max":
+        raise QuantizationError("int8 convnet pooling", expected="max pooling (a max of codes is the code of the max)", got=f"{model.pool} pooling")
+    x = np.asarray(calibration, dtype=np.float64)
+    if x.shape[1:] != tuple(model.input_shape) or len(x) < MIN_CALIBRATION_ROWS or not np.all(np.isfinite(x)):
+        raise QuantizationError("calibration data", expected=f"at least {MIN_CALIBRATION_ROWS} finite rows of shape {list(model.input_shape)}",
+                                got=f"{list(x.shape)}" + ("" if np.all(np.isfinite(x)) else " with NaN or Inf"))
+    conv = model.family == "convnet"
+    row = (-1,) + (1,) * (len(model.input_shape) - 1)  # per feature, or per channel of an image
+    mean = np.zeros(model.input_shape[0]) if model.input_shift is None else model.input_shift
+    h = x - mean.reshape(row)[None]  # what the first fused layer reads
+    if conv:  # a convolution pads the standardized input with zeros: the codes must hold a real zero
+        reads = zero_centred_codes(*channel_ranges(h))
+    else:  # the codes hold each feature's range around its middle, which the input's Sub takes off with the mean
+        reads = centred_codes(*channel_ranges(h))
+    shift = mean + reads.centre
+    qinput = QuantizedInput(shift=shift.reshape(row).astype(np.float32) if np.any(shift != 0) else None,
+                            multiplier=(1.0 / reads.scale).reshape(row).astype(np.float32), zero=reads.zero)
+    codes = quantized.quantize_input(x, qinput)
+    layers = []
+    spatial = tuple(model.input_shape[1:]) if conv else ()
+    for i, fused in enumerate(model.layers):
+        consumer_is_conv = conv and i + 1 < len(model.layers)
+        layer = _Layer(fused.weight, fused.bias, conv, activation_function(fused), pool=conv, pads=fused.weight.shape[-1] // 2 if conv else 0)
+        qlayer, reads, codes = _quantize_hidden(layer, reads, codes, consumer_is_conv)
+        layers.append(qlayer)
+        if conv:
+            spatial = (spatial[0] // 2, spatial[1] // 2)
+    per_feature = np.repeat(np.arange(len(reads.scale)), int(np.prod(spatial)) if conv else 1)
+    flat_reads = Codes(reads.scale[per_feature], reads.zero, reads.centre[per_feature])
+    wq, weight_scale, beta = _quantize_weights(model.head_weight, model.head_bias, flat_reads, np.arange(len(per_feature)))
+    bias = np.rint(beta / weight_scale)
+    bound = codes.reshape(len(codes), -1).shape[1] * (CODES - 1) * WEIGHT_LIMIT + np.abs(bias).max(initial=0)
+    if bound > INT32_LIMIT:
+        raise QuantizationError("int8 head", expected="int32 sums that cannot overflow", got=f"a bound of {bound:.3g}")
+    head = QuantizedHead(weight=np.ascontiguousarray(wq.T), zero_in=reads.zero, bias=bias.astype(np.int32), scale=weight_scale.astype(np.float32))
+    return QuantizedModel(model.family, tuple(model.input_shape), qinput, tuple(layers), head)
+
+
+def _quantize_hidden(layer: _Layer, reads: Codes, codes: np.ndarray, consumer_is_conv: bool) -> tuple[QuantizedLayer, Codes, np.ndarray]:
+    """One hidden layer calibrated on the ``codes`` it reads; returns it, how its output codes read, and those codes."""
+    channels_in = layer.weight.shape[1]
+    wq, weight_scale, beta = _quantize_weights(layer.weight, layer.bias, reads, np.arange(channels_in))
+    if layer.conv:
+        acc = quantized.integer_conv(codes, reads.zero, wq, layer.pads)
+    else:
+        acc = quantized.integer_matmul(codes, reads.zero, np.ascontiguousarray(wq.T))
+    real = acc * weight_scale.reshape((1, -1) + (1,) * (acc.ndim - 2))
+    zero_pre, pre_scale = shared_zero(*channel_ranges(real))
+    multiplier = (weight_scale / pre_scale).astype(np.float32)
+    pre = quantized.requantize(acc, multiplier, zero_pre, 1)
+    # The real pre-activation of every code, from the float32 multiplier the graph uses.
+    steps = np.arange(CODES, dtype=np.float64)[:, None] - zero_pre
+    values = steps / multiplier.astype(np.float64)[None, :] * weight_scale[None, :] + beta[None, :]  # (256, C)
+    outputs = layer.activation(values)  # (256, C), channels on axis 1
+    lo, hi = channel_ranges(quantized.lookup(pre, outputs, 1))  # the outputs the calibration data reaches
+    writes = zero_centred_codes(lo, hi) if consumer_is_conv else centred_codes(lo, hi)
+    table = encode(outputs, writes)
+    qlayer = QuantizedLayer(kind="conv" if layer.conv else "dense", weight=wq if layer.conv else np.ascontiguousarray(wq.T),
+                            zero_in=reads.zero, multiplier=multiplier, zero_pre=zero_pre, table=table, pads=layer.pads, pool=layer.pool)
+    _, out = quantized.layer_codes(qlayer, codes)
+    return qlayer, writes, out
+
+
+# --- the graph --------------------------------------------------------------------------------------------
+
+def pre_activation_codes(index: int) -> str:
+    """Name of the value holding hidden layer ``index``'s pre-activation codes: verification reads it."""
+    return f"pre_activation_codes_{index}"
+
+
+def build_quantized_graph(model: QuantizedModel, *, num_outputs: int, card: dict[str, str], opset: int = DEFAULT_OPSET,
+                          input_name: str = metadata.DEFAULT_INPUT_NAME, output_name: str = metadata.DEFAULT_OUTPUT_NAME) -> onnx.ModelProto:
+    """The standard-ONNX int8 graph of ``model`` (float32 in and out), checked with the full ONNX checker."""
+    check_opset(opset)
+    b = GraphBuilder(opset)
+    x = input_name
+    if model.input.shift is not None:
+        x = b.op("Sub", [x, b.constant("input_shift", model.input.shift[None])])
+    x = b.op("Mul", [x, b.constant("input_multiplier", model.input.multiplier[None])])
+    unit = b.constant("unit_scale", np.array(1.0))
+    codes = b.op("QuantizeLinear", [x, unit, b.constant("input_zero", np.array(model.input.zero), np.uint8)], "input_codes")
+    spatial = tuple(model.input_shape[1:])
+    for i, layer in enumerate(model.layers):
+        inputs = [codes, unit, b.constant(f"hidden{i}.input_zero", np.array(layer.zero_in), np.uint8),
+                  b.constant(f"hidden{i}.weight", layer.weight, np.int8), b.constant(f"hidden{i}.multiplier", layer.multiplier),
+                  b.constant(f"hidden{i}.weight_zero", np.zeros(layer.channels), np.int8), unit,
+                  b.constant(f"hidden{i}.pre_zero", np.array(layer.zero_pre), np.uint8)]
+        if layer.kind == "dense":
+            pre = b.op("QLinearMatMul", inputs, output=pre_activation_codes(i))
+            table = layer.table
+        else:
+            pre = b.op("QLinearConv", inputs, output=pre_activation_codes(i), pads=[layer.pads] * 4)
+            # Replicated over positions, GatherElements picks table[code, c, h, w] with no channels-last transposes.
+            table = np.broadcast_to(layer.table[:, :, None, None], (CODES, layer.channels, *spatial))
+        index = b.op("Cast", [pre], f"hidden{i}.index", to=TensorProto.INT32)
+        codes = b.op("GatherElements", [b.constant(f"act{i}.table", table, np.uint8), index], f"act{i}.codes", axis=0)
+        if layer.pool:
+            codes = b.op("MaxPool", [codes], kernel_shape=[2, 2], strides=[2, 2])
+            spatial = (spatial[0] // 2, spatial[1] // 2)
+    if model.layers and model.layers[-1].kind == "conv":
+        codes = b.op("Flatten", [codes], axis=1)
+    head = model.head
+    acc = b.op("MatMulInteger", [codes, b.constant("head.weight", head.weight, np.int8),
+                                 b.constant("head.input_zero", np.array(head.zero_in), np.uint8),
+                                 b.constant("head.weight_zero", np.zeros(len(head.bias)), np.int8)], "head.sums")
+    biased = b.op("Add", [acc, b.constant("head.bias", head.bias, np.int32)])
+    b.op("DequantizeLinear", [biased, b.constant("head.scale", head.scale)], output=output_name, axis=1)
+    graph = helper.make_graph(
+        b.nodes, "lutnet_int8",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", *model.input_shape])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", num_outputs])],
+        b.initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="lutnet", producer_version=__version__)
+    proto.ir_version = helper.find_min_ir_version_for(opsets)
+    helper.set_model_props(proto, card)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+# --- verification -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The int8 model against the float model on the evaluation data (the test split, or the rows a user passes)."""
+
+    rows: int
+    metric: str  # "accuracy" | "rmse" | "class_agreement" (no targets) | "none"
+    float_value: float | None
+    int8_value: float | None
+    class_agreement: float | None
+
+    @property
+    def change(self) -> float | None:
+        if self.float_value is None or self.int8_value is None:
+            return None
+        if self.metric == "rmse":
+            return self.int8_value / self.float_value - 1.0 if self.float_value > 0 else 0.0
+        return self.int8_value - self.float_value
+
+    def as_dict(self) -> dict[str, object]:
+        return {"rows": self.rows, "metric": self.metric, "float": self.float_value, "int8": self.int8_value,
+                "change": self.change, "class_agreement": self.class_agreement}
+
+
+@dataclass(frozen=True)
+class QuantizedVerification:
+    samples: int
+    mismatched_outputs: int  # samples whose graph outputs differ from the integer reference in any bit
+    mismatched_codes: int  # pre-activation codes that differ, over all layers and samples
+    evaluation: Evaluation
+    failures: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def exact(self) -> bool:
+        return self.mismatched_outputs == 0 and self.mismatched_codes == 0
+
+    def summary(self) -> str:
+        e = self.evaluation
+        parts = [f"integer graph {'equals' if self.exact else 'DIFFERS from'} the numpy reference bit for bit on {self.samples} inputs"]
+        if e.metric in ("accuracy", "rmse"):
+            parts.append(f"{e.metric} {e.float_value:.4f} (float) -> {e.int8_value:.4f} (int8) on {e.rows} rows")
+        if e.class_agreement is not None:
+            parts.append(f"classes agree with the float model on {100 * e.class_agreement:.2f}%")
+        return f"{'passed' if self.passed else 'FAILED'}: " + ", ".join(parts)
+
+
+def evaluate(int8_outputs: np.ndarray, float_outputs: np.ndarray, targets: np.ndarray | None, classification: bool) -> Evaluation:
+    rows = len(int8_outputs)
+    agreement = float(np.mean(int8_outputs.argmax(axis=1) == float_outputs.argmax(axis=1))) if classification else None
+    if targets is None:
+        return Evaluation(rows, "class_agreement" if classification else "none", None, None, agreement)
+    targets = np.asarray(targets)
+    if classification:
+        score = lambda out: float(np.mean(out.argmax(axis=1) == targets.reshape(-1)))  # noqa: E731
+        return Evaluation(rows, "accuracy", score(float_outputs), score(int8_outputs), agreement)
+    rmse = lambda out: float(np.sqrt(np.mean((out.reshape(len(targets), -1) - targets.reshape(len(targets), -1)) ** 2)))  # noqa: E731
+    return Evaluation(rows, "rmse", rmse(float_outputs), rmse(int8_outputs), None)
+
+
+def bound_failures(evaluation: Evaluation, max_accuracy_drop: float, max_rmse_increase: float) -> list[str]:
+    """What the evaluation breaks of the accuracy bounds, each saying by how much."""
+    e, change = evaluation, evaluation.change
+    if e.metric == "accuracy" and change is not None and -change > max_accuracy_drop:
+        return [f"int8 accuracy {e.int8_value:.4f} is {100 * -change:.2f} points below the float model's {e.float_value:.4f}, "
+                f"more than the {100 * max_accuracy_drop:.2f} allowed"]
+    if e.metric == "rmse" and change is not None and change > max_rmse_increase:
+        return [f"int8 RMSE {e.int8_value:.4g} is {100 * change:.1f}% above the float model's {e.float_value:.4g}, "
+                f"more than the {100 * max_rmse_increase:.1f}% allowed"]
+    if e.metric == "class_agreement" and e.class_agreement is not None and 1 - e.class_agreement > max_accuracy_drop:
+        return [f"int8 classes agree with the float model on {100 * e.class_agreement:.2f}% of the rows (no targets to score), "
+                f"less than the {100 * (1 - max_accuracy_drop):.2f}% that bounds the accuracy drop"]
+    return []
+
+
+def run_graph(proto: onnx.ModelProto, x: np.ndarray, layers: int, input_name: str = metadata.DEFAULT_INPUT_NAME) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The graph's output on ``x`` and every hidden layer's pre-activation codes (onnxruntime, CPU)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    probe.graph.output.extend(helper.make_tensor_value_info(pre_activation_codes(i), TensorProto.UINT8, None) for i in range(layers))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        output, *codes = session.run(None, {input_name: np.asarray(x, dtype=np.float32)})
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise QuantizationError("int8 model", expected="to load and run in onnxruntime", got=str(exc).splitlines()[0]) from None
+    return output, codes
+
+
+def verify_quantized(proto: onnx.ModelProto, model: QuantizedModel, probes: np.ndarray, evaluation_inputs: np.ndarray,
+                     float_outputs: np.ndarray, targets: np.ndarray | None, *, classification: bool,
+                     max_accuracy_drop: float = MAX_ACCURACY_DROP, max_rmse_increase: float = MAX_RMSE_INCREASE) -> QuantizedVerification:
+    """Bit-exactness against ``lutnet.quantized.forward`` on ``probes``, and the accuracy bounds on the evaluation rows."""
+    x = np.concatenate([np.asarray(evaluation_inputs, dtype=np.float32), np.asarray(probes, dtype=np.float32)])
+    output, codes = run_graph(proto, x, len(model.layers))
+    expected, expected_codes = quantized.forward(model, x)
+    same = (output.view(np.uint32) == expected.view(np.uint32)).reshape(len(x), -1).all(axis=1)
+    mismatched_codes = sum(int(np.sum(got != want)) for got, want in zip(codes, expected_codes, strict=True))
+    rows = len(evaluation_inputs)
+    evaluation = evaluate(output[:rows].astype(np.float64), np.asarray(float_outputs, dtype=np.float64), targets, classification)
+    failures = []
+    if not same.all() or mismatched_codes:
+        failures.append(f"the int8 graph differs from the numpy reference of its integer arithmetic on {int((~same).sum())} of {len(x)} "
+                        f"inputs ({mismatched_codes} pre-activation codes)")
+    failures += bound_failures(evaluation, max_accuracy_drop, max_rmse_increase)
+    return QuantizedVerification(len(x), int((~same).sum()), mismatched_codes, evaluation, tuple(failures))
+
+
+def quantization_card(verification: QuantizedVerification | None, calibration: np.ndarray, source: str) -> dict[str, str]:
+    """The model card's record of the quantization: scheme, calibration data and the measured change (null unverified)."""
+    data = np.ascontiguousarray(calibration, dtype=np.float32)
+    record = {
+        "scheme": "int8",
+        "weights": f"int8, symmetric per output channel, |w| <= {WEIGHT_LIMIT}",
+        "activations": "uint8; one 256-entry table per channel maps each pre-activation code to the next layer's code",
+        "calibration": {"source": source, "rows": len(data), "sha256": hashlib.sha256(data.tobytes()).hexdigest()},
+        "evaluation": None if verification is None else verification.evaluation.as_dict(),
+        "exact": None if verification is None else verification.exact,
+    }
+    return {metadata.QUANTIZATION: json.dumps(record)}
