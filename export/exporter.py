@@ -63,7 +63,7 @@ def export_model(
     checkpoint = read_checkpoint(checkpoint_dir)
     _check_options(checkpoint, mode, bins_out, max_error)
     if quantize is not None:
-        _check_quantize(quantize, mode, bins_out, max_error)
+        _check_quantize(quantize, mode, bins_out, max_error, max_accuracy_drop, max_rmse_increase)
         return _export_int8(checkpoint_dir, checkpoint, calibration_data, verify_data, opset=opset, check=check, card=card,
                             max_accuracy_drop=max_accuracy_drop, max_rmse_increase=max_rmse_increase)
     data = verify_data if verify_data is not None else test_split(checkpoint_dir)
@@ -114,9 +114,14 @@ def _export_int8(checkpoint_dir: str | os.PathLike[str], checkpoint: Checkpoint,
     return ExportResult(proto.SerializeToString(), checkpoint, len(proto.graph.node), None, None, "int8", verification)
 
 
-def _check_quantize(quantize: str, mode: str | None, bins_out: int | None, max_error: float | None) -> None:
+def _check_quantize(quantize: str, mode: str | None, bins_out: int | None, max_error: float | None,
+                    max_accuracy_drop: float, max_rmse_increase: float) -> None:
     if quantize not in SCHEMES:
         raise LutnetError("--quantize", expected=f"one of {list(SCHEMES)}", got=repr(quantize))
+    if not (isinstance(max_accuracy_drop, (int, float)) and 0 <= max_accuracy_drop <= 1):
+        raise LutnetError("--max-accuracy-drop", expected="a number from 0 to 1 (a fraction of the test rows)", got=repr(max_accuracy_drop))
+    if not (isinstance(max_rmse_increase, (int, float)) and max_rmse_increase >= 0):
+        raise LutnetError("--max-rmse-increase", expected="a non-negative number (a fraction of the float model's RMSE)", got=repr(max_rmse_increase))
     asked = [flag for flag, value in (("--mode", mode), ("--bins-out", bins_out), ("--max-error", max_error)) if value is not None]
     if asked:
         raise LutnetError(f"{' and '.join(asked)} with --quantize", expected="none of them: an int8 export resamples every table to its 256 codes",

@@ -32,6 +32,7 @@ from onnx import TensorProto, helper
 
 from lutnet import __version__, metadata, quantized
 from lutnet.errors import LutnetError
+from lutnet.lut import activation_function as activation_named
 from lutnet.export.fold import FusedLayer, FusedModel, SegmentTable
 from lutnet.export.graph import DEFAULT_OPSET, GraphBuilder, check_opset
 from lutnet.quantized import CODES, WEIGHT_LIMIT, QuantizedHead, QuantizedInput, QuantizedLayer, QuantizedModel
@@ -63,12 +64,8 @@ def segment_values(table: SegmentTable, v: np.ndarray, channel_axis: int = 1) ->
 
 def activation_function(layer: FusedLayer) -> Callable[[np.ndarray], np.ndarray]:
     """The layer's activation as a function of its (fused) pre-activation, channels on axis 1."""
-    if layer.activation == "relu":
-        return lambda v: np.maximum(v, 0.0)
-    if layer.activation == "gelu":
-        from lutnet.lut import erf
-
-        return lambda v: 0.5 * v * (1.0 + erf(v / np.sqrt(2.0)))
+    if layer.activation in ("relu", "gelu"):
+        return activation_named(layer.activation)
     assert layer.table is not None
     return lambda v: segment_values(layer.table, v)
 
@@ -131,16 +128,90 @@ def encode(values: np.ndarray, codes: Codes) -> np.ndarray:
     return quantized.saturate(np.rint((values - codes.centre.reshape(shape)) / codes.scale.reshape(shape)) + codes.zero)
 
 
-@dataclass
-class _Layer:
-    """A hidden layer or the head in float64: ``dense`` weight ``[out, in]`` or conv ``[out, in, k, k]``."""
+@dataclass(frozen=True)
+class Stage:
+    """One hidden layer of a sequential float model: ``dense`` weight ``[out, in]`` or conv ``[out, in, k, k]``, then its activation."""
 
     weight: np.ndarray
     bias: np.ndarray
     conv: bool
-    activation: Callable[[np.ndarray], np.ndarray] | None = None
-    pool: bool = False
-    pads: int = 0
+    activation: Callable[[np.ndarray], np.ndarray]  # of the pre-activation, channels on axis 1
+    pool: bool = False  # 2x2 max pooling with stride 2 after the activation
+    pads: int = 0  # conv: zero padding on every side (stride 1)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A sequential float model that int8 export can take: ``x - input_shift``, hidden stages, flatten, a dense head."""
+
+    input_shape: tuple[int, ...]
+    input_shift: np.ndarray | None  # per feature (channel), subtracted before the first stage
+    stages: tuple[Stage, ...]
+    head_weight: np.ndarray  # [out, in]
+    head_bias: np.ndarray
+    family: str = "mlp"
+
+    @property
+    def conv(self) -> bool:
+        return len(self.input_shape) == 3
+
+
+def fused_chain(model: FusedModel) -> Chain:
+    """The chain of a built-in family's fused model (its LUT layers evaluated through their segment tables)."""
+    conv = model.family == "convnet"
+    if conv and model.pool != "max":
+        raise QuantizationError("int8 convnet pooling", expected="max pooling (a max of codes is the code of the max)", got=f"{model.pool} pooling")
+    stages = tuple(Stage(layer.weight, layer.bias, conv, activation_function(layer), pool=conv, pads=layer.weight.shape[-1] // 2 if conv else 0)
+                   for layer in model.layers)
+    return Chain(tuple(model.input_shape), model.input_shift, stages, model.head_weight, model.head_bias, model.family)
+
+
+def quantize_model(model: FusedModel, calibration: np.ndarray) -> QuantizedModel:
+    """The integer model of a built-in family's fused ``model``, calibrated on the raw inputs ``calibration``."""
+    return quantize_chain(fused_chain(model), calibration)
+
+
+def quantize_chain(chain: Chain, calibration: np.ndarray) -> QuantizedModel:
+    """The integer model of ``chain``, calibrated layer by layer on the raw inputs ``calibration``."""
+    x = np.asarray(calibration, dtype=np.float64)
+    if x.shape[1:] != tuple(chain.input_shape) or len(x) < MIN_CALIBRATION_ROWS or not np.all(np.isfinite(x)):
+        raise QuantizationError("calibration data", expected=f"at least {MIN_CALIBRATION_ROWS} finite rows of shape {list(chain.input_shape)}",
+                                got=f"{list(x.shape)}" + ("" if np.all(np.isfinite(x)) else " with NaN or Inf"))
+    row = (-1,) + (1,) * (len(chain.input_shape) - 1)  # per feature, or per channel of an image
+    mean = np.zeros(chain.input_shape[0]) if chain.input_shift is None else chain.input_shift
+    h = x - mean.reshape(row)[None]  # what the first stage reads
+    first_is_conv = chain.stages[0].conv if chain.stages else False
+    if first_is_conv:  # a convolution pads the standardized input with zeros: the codes must hold a real zero
+        reads = zero_centred_codes(*channel_ranges(h))
+    else:  # the codes hold each feature's range around its middle, which the input's Sub takes off with the mean
+        reads = centred_codes(*channel_ranges(h))
+    shift = mean + reads.centre
+    qinput = QuantizedInput(shift=shift.reshape(row).astype(np.float32) if np.any(shift != 0) else None,
+                            multiplier=(1.0 / reads.scale).reshape(row).astype(np.float32), zero=reads.zero)
+    codes = quantized.quantize_input(x, qinput)
+    layers = []
+    for i, stage in enumerate(chain.stages):
+        consumer_is_conv = i + 1 < len(chain.stages) and chain.stages[i + 1].conv
+        if not stage.conv:
+            codes, reads = flattened(codes, reads)
+        qlayer, reads, codes = _quantize_hidden(stage, reads, codes, consumer_is_conv)
+        layers.append(qlayer)
+    codes, reads = flattened(codes, reads)
+    wq, weight_scale, beta = _quantize_weights(chain.head_weight, chain.head_bias, reads, np.arange(codes.shape[1]))
+    bias = np.rint(beta / weight_scale)
+    bound = codes.shape[1] * (CODES - 1) * WEIGHT_LIMIT + np.abs(bias).max(initial=0)
+    if bound > INT32_LIMIT:
+        raise QuantizationError("int8 head", expected="int32 sums that cannot overflow", got=f"a bound of {bound:.3g}")
+    head = QuantizedHead(weight=np.ascontiguousarray(wq.T), zero_in=reads.zero, bias=bias.astype(np.int32), scale=weight_scale.astype(np.float32))
+    return QuantizedModel(chain.family, tuple(chain.input_shape), qinput, tuple(layers), head)
+
+
+def flattened(codes: np.ndarray, reads: Codes) -> tuple[np.ndarray, Codes]:
+    """Image codes ``[B, C, H, W]`` as the rows a dense layer reads (``Flatten``), each feature read as its channel's codes."""
+    if codes.ndim == 2:
+        return codes, reads
+    per_feature = np.repeat(np.arange(codes.shape[1]), int(np.prod(codes.shape[2:])))
+    return codes.reshape(len(codes), -1), Codes(reads.scale[per_feature], reads.zero, reads.centre[per_feature])
 
 
 def _quantize_weights(weight: np.ndarray, bias: np.ndarray, reads: Codes, feature_channel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,47 +227,7 @@ def _quantize_weights(weight: np.ndarray, bias: np.ndarray, reads: Codes, featur
     return wq.astype(np.int8), weight_scale, beta
 
 
-def quantize_model(model: FusedModel, calibration: np.ndarray) -> QuantizedModel:
-    """The integer model of ``model``, calibrated layer by layer on the raw inputs ``calibration``."""
-    if model.family == "convnet" and model.pool != "max":
-        raise QuantizationError("int8 convnet pooling", expected="max pooling (a max of codes is the code of the max)", got=f"{model.pool} pooling")
-    x = np.asarray(calibration, dtype=np.float64)
-    if x.shape[1:] != tuple(model.input_shape) or len(x) < MIN_CALIBRATION_ROWS or not np.all(np.isfinite(x)):
-        raise QuantizationError("calibration data", expected=f"at least {MIN_CALIBRATION_ROWS} finite rows of shape {list(model.input_shape)}",
-                                got=f"{list(x.shape)}" + ("" if np.all(np.isfinite(x)) else " with NaN or Inf"))
-    conv = model.family == "convnet"
-    row = (-1,) + (1,) * (len(model.input_shape) - 1)  # per feature, or per channel of an image
-    mean = np.zeros(model.input_shape[0]) if model.input_shift is None else model.input_shift
-    h = x - mean.reshape(row)[None]  # what the first fused layer reads
-    if conv:  # a convolution pads the standardized input with zeros: the codes must hold a real zero
-        reads = zero_centred_codes(*channel_ranges(h))
-    else:  # the codes hold each feature's range around its middle, which the input's Sub takes off with the mean
-        reads = centred_codes(*channel_ranges(h))
-    shift = mean + reads.centre
-    qinput = QuantizedInput(shift=shift.reshape(row).astype(np.float32) if np.any(shift != 0) else None,
-                            multiplier=(1.0 / reads.scale).reshape(row).astype(np.float32), zero=reads.zero)
-    codes = quantized.quantize_input(x, qinput)
-    layers = []
-    spatial = tuple(model.input_shape[1:]) if conv else ()
-    for i, fused in enumerate(model.layers):
-        consumer_is_conv = conv and i + 1 < len(model.layers)
-        layer = _Layer(fused.weight, fused.bias, conv, activation_function(fused), pool=conv, pads=fused.weight.shape[-1] // 2 if conv else 0)
-        qlayer, reads, codes = _quantize_hidden(layer, reads, codes, consumer_is_conv)
-        layers.append(qlayer)
-        if conv:
-            spatial = (spatial[0] // 2, spatial[1] // 2)
-    per_feature = np.repeat(np.arange(len(reads.scale)), int(np.prod(spatial)) if conv else 1)
-    flat_reads = Codes(reads.scale[per_feature], reads.zero, reads.centre[per_feature])
-    wq, weight_scale, beta = _quantize_weights(model.head_weight, model.head_bias, flat_reads, np.arange(len(per_feature)))
-    bias = np.rint(beta / weight_scale)
-    bound = codes.reshape(len(codes), -1).shape[1] * (CODES - 1) * WEIGHT_LIMIT + np.abs(bias).max(initial=0)
-    if bound > INT32_LIMIT:
-        raise QuantizationError("int8 head", expected="int32 sums that cannot overflow", got=f"a bound of {bound:.3g}")
-    head = QuantizedHead(weight=np.ascontiguousarray(wq.T), zero_in=reads.zero, bias=bias.astype(np.int32), scale=weight_scale.astype(np.float32))
-    return QuantizedModel(model.family, tuple(model.input_shape), qinput, tuple(layers), head)
-
-
-def _quantize_hidden(layer: _Layer, reads: Codes, codes: np.ndarray, consumer_is_conv: bool) -> tuple[QuantizedLayer, Codes, np.ndarray]:
+def _quantize_hidden(layer: Stage, reads: Codes, codes: np.ndarray, consumer_is_conv: bool) -> tuple[QuantizedLayer, Codes, np.ndarray]:
     """One hidden layer calibrated on the ``codes`` it reads; returns it, how its output codes read, and those codes."""
     channels_in = layer.weight.shape[1]
     wq, weight_scale, beta = _quantize_weights(layer.weight, layer.bias, reads, np.arange(channels_in))
@@ -240,16 +271,22 @@ def build_quantized_graph(model: QuantizedModel, *, num_outputs: int, card: dict
     unit = b.constant("unit_scale", np.array(1.0))
     codes = b.op("QuantizeLinear", [x, unit, b.constant("input_zero", np.array(model.input.zero), np.uint8)], "input_codes")
     spatial = tuple(model.input_shape[1:])
+    spatial_input = len(spatial) > 0  # the codes are images: a dense layer flattens them first
     for i, layer in enumerate(model.layers):
         inputs = [codes, unit, b.constant(f"hidden{i}.input_zero", np.array(layer.zero_in), np.uint8),
                   b.constant(f"hidden{i}.weight", layer.weight, np.int8), b.constant(f"hidden{i}.multiplier", layer.multiplier),
                   b.constant(f"hidden{i}.weight_zero", np.zeros(layer.channels), np.int8), unit,
                   b.constant(f"hidden{i}.pre_zero", np.array(layer.zero_pre), np.uint8)]
         if layer.kind == "dense":
+            if spatial_input:
+                inputs[0] = b.op("Flatten", [codes], axis=1)
+                spatial_input = False
             pre = b.op("QLinearMatMul", inputs, output=pre_activation_codes(i))
             table = layer.table
         else:
             pre = b.op("QLinearConv", inputs, output=pre_activation_codes(i), pads=[layer.pads] * 4)
+            k = layer.weight.shape[-1]
+            spatial = tuple(size + 2 * layer.pads - k + 1 for size in spatial)
             # Replicated over positions, GatherElements picks table[code, c, h, w] with no channels-last transposes.
             table = np.broadcast_to(layer.table[:, :, None, None], (CODES, layer.channels, *spatial))
         index = b.op("Cast", [pre], f"hidden{i}.index", to=TensorProto.INT32)
@@ -257,7 +294,7 @@ def build_quantized_graph(model: QuantizedModel, *, num_outputs: int, card: dict
         if layer.pool:
             codes = b.op("MaxPool", [codes], kernel_shape=[2, 2], strides=[2, 2])
             spatial = (spatial[0] // 2, spatial[1] // 2)
-    if model.layers and model.layers[-1].kind == "conv":
+    if spatial_input:
         codes = b.op("Flatten", [codes], axis=1)
     head = model.head
     acc = b.op("MatMulInteger", [codes, b.constant("head.weight", head.weight, np.int8),
@@ -296,7 +333,9 @@ class Evaluation:
         if self.float_value is None or self.int8_value is None:
             return None
         if self.metric == "rmse":
-            return self.int8_value / self.float_value - 1.0 if self.float_value > 0 else 0.0
+            if self.float_value == 0:
+                return 0.0 if self.int8_value == 0 else float("inf")
+            return self.int8_value / self.float_value - 1.0
         return self.int8_value - self.float_value
 
     def as_dict(self) -> dict[str, object]:

@@ -135,8 +135,8 @@ def max_pool2x2(codes: np.ndarray) -> np.ndarray:
 
 def layer_codes(layer: QuantizedLayer, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One hidden layer on ``codes``: its pre-activation codes and its output codes (pooled where it pools)."""
-    if layer.kind == "dense":
-        pre = requantize(integer_matmul(codes, layer.zero_in, layer.weight), layer.multiplier, layer.zero_pre)
+    if layer.kind == "dense":  # image codes are flattened first, as torch.flatten(x, 1) does
+        pre = requantize(integer_matmul(codes.reshape(len(codes), -1), layer.zero_in, layer.weight), layer.multiplier, layer.zero_pre)
         return pre, lookup(pre, layer.table, 1)
     pre = requantize(integer_conv(codes, layer.zero_in, layer.weight, layer.pads), layer.multiplier, layer.zero_pre, 1)
     out = lookup(pre, layer.table, 1)
