@@ -63,7 +63,7 @@ def export_model(
     checkpoint = read_checkpoint(checkpoint_dir)
     _check_options(checkpoint, mode, bins_out, max_error)
     if quantize is not None:
-        _check_quantize(quantize, mode, bins_out, max_error, max_accuracy_drop, max_rmse_increase)
+        check_quantize(quantize, mode, bins_out, max_error, max_accuracy_drop, max_rmse_increase)
         return _export_int8(checkpoint_dir, checkpoint, calibration_data, verify_data, opset=opset, check=check, card=card,
                             max_accuracy_drop=max_accuracy_drop, max_rmse_increase=max_rmse_increase)
     data = verify_data if verify_data is not None else test_split(checkpoint_dir)
@@ -114,7 +114,7 @@ def _export_int8(checkpoint_dir: str | os.PathLike[str], checkpoint: Checkpoint,
     return ExportResult(proto.SerializeToString(), checkpoint, len(proto.graph.node), None, None, "int8", verification)
 
 
-def _check_quantize(quantize: str, mode: str | None, bins_out: int | None, max_error: float | None,
+def check_quantize(quantize: str, mode: str | None, bins_out: int | None, max_error: float | None,
                     max_accuracy_drop: float, max_rmse_increase: float) -> None:
     if quantize not in SCHEMES:
         raise LutnetError("--quantize", expected=f"one of {list(SCHEMES)}", got=repr(quantize))

@@ -35,6 +35,7 @@ from lutnet.errors import LutnetError
 from lutnet.lut import activation_function as activation_named
 from lutnet.export.fold import FusedLayer, FusedModel, SegmentTable
 from lutnet.export.graph import DEFAULT_OPSET, GraphBuilder, check_opset
+from lutnet.export.lookups import LookupSettings, graph_constants, is_placeholder, placeholder_settings
 from lutnet.quantized import CODES, WEIGHT_LIMIT, QuantizedHead, QuantizedInput, QuantizedLayer, QuantizedModel
 
 MAX_ACCURACY_DROP = 0.005  # classification: accuracy lost to int8 on the evaluation data, at most (0.5 points)
@@ -135,7 +136,7 @@ class Stage:
     weight: np.ndarray
     bias: np.ndarray
     conv: bool
-    activation: Callable[[np.ndarray], np.ndarray]  # of the pre-activation, channels on axis 1
+    activation: Callable[[np.ndarray], np.ndarray] | None  # of the pre-activation, channels on axis 1 (None: not yet known)
     pool: bool = False  # 2x2 max pooling with stride 2 after the activation
     pads: int = 0  # conv: zero padding on every side (stride 1)
 
@@ -250,6 +251,120 @@ def _quantize_hidden(layer: Stage, reads: Codes, codes: np.ndarray, consumer_is_
                             zero_in=reads.zero, multiplier=multiplier, zero_pre=zero_pre, table=table, pads=layer.pads, pool=layer.pool)
     _, out = quantized.layer_codes(qlayer, codes)
     return qlayer, writes, out
+
+
+# --- a torch module's graph as a chain ---------------------------------------------------------------------
+
+SEQUENTIAL = ("a sequential model: Linear or Conv2d layers (stride 1, square kernel, equal padding, BatchNorm folded), each followed by "
+              "a LUTActivation, ReLU or GELU and optionally a 2x2 MaxPool, a Flatten before the first Linear after a Conv2d, "
+              "and a Linear head")
+
+
+def module_chain(proto: onnx.ModelProto) -> Chain:
+    """The chain of a ``torch.onnx`` export whose LUT layers are still ``lutnet.Lookup`` placeholders.
+
+    int8 export takes sequential models only (``SEQUENTIAL``); the first node that does not fit is named in the error.
+    """
+    graph = proto.graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise QuantizationError("int8 export of a module", expected="one input and one output", got=f"{len(graph.input)} and {len(graph.output)}")
+    dims = graph.input[0].type.tensor_type.shape.dim
+    if graph.input[0].type.tensor_type.elem_type != TensorProto.FLOAT or any(not d.HasField("dim_value") for d in dims[1:]) or len(dims) not in (2, 4):
+        raise QuantizationError("int8 export of a module", expected="one float32 input [batch, features] or [batch, C, H, W] of fixed size",
+                                got=onnx.helper.printable_type(graph.input[0].type))
+    constants = graph_constants(proto)
+    constant = lambda name: None if name not in constants else np.asarray(constants[name], dtype=np.float64)  # noqa: E731
+    nodes = [n for n in graph.node if not (n.op_type == "Constant" and n.domain == "")]
+    uses: dict[str, int] = {}
+    for node in nodes:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    value, stages, pending = graph.input[0].name, [], None
+
+    def refuse(node: onnx.NodeProto, why: str) -> QuantizationError:
+        return QuantizationError("int8 export of a module", expected=SEQUENTIAL, got=f"{node.op_type} node {node.name or node.output[0]!r}: {why}")
+
+    for node in nodes:
+        if not node.input or node.input[0] != value and not (node.op_type == "Add" and value in node.input):
+            raise refuse(node, "it does not read the previous layer's output (a branch or a second path)")
+        if uses.get(value, 0) != 1:
+            raise refuse(node, f"the value {value!r} it reads is used {uses.get(value, 0)} times (a residual or a branch)")
+        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if op in ("Gemm", "MatMul", "Conv"):
+            if pending is not None:
+                raise refuse(node, "two linear layers with no activation between them")
+            pending = _linear(node, op, attributes, constant, refuse)
+        elif op == "Add" and pending is not None and not pending.conv and pending.activation is None:
+            other = constant(node.input[1] if node.input[0] == value else node.input[0])
+            if other is None or other.size not in (1, len(pending.bias)):
+                raise refuse(node, "an addition of something other than a bias")
+            pending = Stage(pending.weight, pending.bias + other.reshape(-1), False, None)
+        elif is_placeholder(node) or op in ("Relu", "Gelu"):
+            if pending is None:
+                raise refuse(node, "an activation that does not follow a Linear or Conv2d layer")
+            if op == "Gelu" and attributes.get("approximate", b"none") not in (b"none", "none"):
+                raise refuse(node, "tanh-approximated GELU")
+            activation = _placeholder_activation(placeholder_settings(node, constant), refuse, node) if is_placeholder(node) \
+                else activation_named(op.lower())
+            stages.append(Stage(pending.weight, pending.bias, pending.conv, activation, pads=pending.pads))
+            pending = None
+        elif op == "MaxPool":
+            pooled = attributes.get("kernel_shape") == [2, 2] and attributes.get("strides") == [2, 2] and not any(attributes.get("pads", []))
+            if not (pooled and not attributes.get("ceil_mode", 0)) or pending is not None or not stages or not stages[-1].conv or stages[-1].pool:
+                raise refuse(node, "only a 2x2 max pooling with stride 2 right after a convolution's activation")
+            stages[-1] = Stage(stages[-1].weight, stages[-1].bias, True, stages[-1].activation, pool=True, pads=stages[-1].pads)
+        elif op in ("Flatten", "Reshape"):
+            shape = constant(node.input[1]) if op == "Reshape" and len(node.input) > 1 else None
+            flat = attributes.get("axis", 1) == 1 if op == "Flatten" else shape is not None and shape.size == 2 and -1 in shape.tolist()
+            if not flat or pending is not None:
+                raise refuse(node, "only a flatten of each row, between layers")
+        else:
+            raise refuse(node, "an operator int8 export does not take")
+        value = node.output[0]
+    if pending is None or pending.conv or value != graph.output[0].name:
+        raise QuantizationError("int8 export of a module", expected=SEQUENTIAL, got="a model that does not end in a Linear head")
+    shape = tuple(int(d.dim_value) for d in dims[1:])
+    return Chain(shape, None, tuple(stages), pending.weight, pending.bias, "module")
+
+
+def _linear(node: onnx.NodeProto, op: str, attributes: dict, constant: Callable, refuse: Callable) -> Stage:
+    """A Gemm, MatMul or Conv with constant weights as a stage waiting for its activation (``activation`` None)."""
+    weight = constant(node.input[1])
+    bias = constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if weight is None or (len(node.input) > 2 and node.input[2] and bias is None):
+        raise refuse(node, "weights computed at run time")
+    if op == "Gemm":
+        if attributes.get("transA", 0) or weight.ndim != 2:
+            raise refuse(node, "a transposed input")
+        weight = attributes.get("alpha", 1.0) * (weight if attributes.get("transB", 0) else weight.T)
+        bias = attributes.get("beta", 1.0) * np.broadcast_to(0.0 if bias is None else bias.reshape(-1), (len(weight),))
+        return Stage(weight, np.array(bias), False, None)
+    if op == "MatMul":
+        if weight.ndim != 2:
+            raise refuse(node, "a batched matrix product")
+        return Stage(weight.T.copy(), np.zeros(weight.shape[1]), False, None)
+    k = weight.shape[-1]
+    pads = attributes.get("pads", [0, 0, 0, 0])
+    plain = (weight.ndim == 4 and weight.shape[-2] == k and attributes.get("group", 1) == 1 and set(attributes.get("strides", [1, 1])) == {1}
+             and set(attributes.get("dilations", [1, 1])) == {1} and len(set(pads)) == 1 and attributes.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
+    if not plain:
+        raise refuse(node, "a convolution with groups, strides, dilations, uneven padding or a non-square kernel")
+    return Stage(weight, np.zeros(len(weight)) if bias is None else bias, True, None, pads=int(pads[0]))
+
+
+def _placeholder_activation(settings: LookupSettings, refuse: Callable, node: onnx.NodeProto) -> Callable[[np.ndarray], np.ndarray]:
+    """The LUT layer's activation of its input (channels on axis 1): the segment table at ``rows * z + shift``."""
+    if settings.dim != 1:
+        raise refuse(node, "a LUTActivation whose channels are not on dimension 1")
+    rows, shift = settings.coordinate_map()
+    table = settings.segment_table()
+
+    def activation(z: np.ndarray) -> np.ndarray:
+        shape = (1, -1) + (1,) * (z.ndim - 2)
+        return segment_values(table, z * rows.reshape(shape) + shift.reshape(shape))
+
+    return activation
 
 
 # --- the graph --------------------------------------------------------------------------------------------
