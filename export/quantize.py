@@ -15,8 +15,8 @@ calibration data (each layer calibrated on the codes the quantized layers before
    padding is the code of a real zero).
 
 The graph: ``[Sub] -> Mul -> QuantizeLinear`` at the input; per hidden layer ``QLinearMatMul`` (or ``QLinearConv``)
-``-> Cast -> GatherElements`` on a ``[256, C]`` table (``[256, C, H, W]`` for a convolution, so the lookup
-needs no transposes) ``[-> MaxPool]``; the head ``MatMulInteger -> Add (int32 bias) -> DequantizeLinear``, so the
+``-> Cast -> GatherElements`` on a ``[256, C]`` table (a convolution's codes move channels last around it)
+``[-> MaxPool]``; the head ``MatMulInteger -> Add (int32 bias) -> DequantizeLinear``, so the
 model takes and gives float32 as the float export does.
 """
 from __future__ import annotations
@@ -402,8 +402,17 @@ def build_quantized_graph(model: QuantizedModel, *, num_outputs: int, card: dict
             pre = b.op("QLinearConv", inputs, output=pre_activation_codes(i), pads=[layer.pads] * 4)
             k = layer.weight.shape[-1]
             spatial = tuple(size + 2 * layer.pads - k + 1 for size in spatial)
-            # Replicated over positions, GatherElements picks table[code, c, h, w] with no channels-last transposes.
-            table = np.broadcast_to(layer.table[:, :, None, None], (CODES, layer.channels, *spatial))
+            # Channels last for the [256, C] table (tables replicated over positions would skip the transposes, but
+            # multiply their size by H x W).
+            index = b.op("Cast", [b.op("Transpose", [pre], perm=[0, 2, 3, 1])], f"hidden{i}.index", to=TensorProto.INT32)
+            rows = b.op("Reshape", [index, b.constant("rows", np.array([-1, layer.channels]), np.int64)])
+            looked = b.op("GatherElements", [b.constant(f"act{i}.table", layer.table, np.uint8), rows], axis=0)
+            shape = b.constant("nhwc", np.array([-1, *spatial, layer.channels]), np.int64)
+            codes = b.op("Transpose", [b.op("Reshape", [looked, shape])], f"act{i}.codes", perm=[0, 3, 1, 2])
+            if layer.pool:
+                codes = b.op("MaxPool", [codes], kernel_shape=[2, 2], strides=[2, 2])
+                spatial = (spatial[0] // 2, spatial[1] // 2)
+            continue
         index = b.op("Cast", [pre], f"hidden{i}.index", to=TensorProto.INT32)
         codes = b.op("GatherElements", [b.constant(f"act{i}.table", table, np.uint8), index], f"act{i}.codes", axis=0)
         if layer.pool:
