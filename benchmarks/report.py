@@ -30,7 +30,8 @@ SUITE_COMMANDS = {
     "serving_peers": "python -m benchmarks serving", "shapes": "python -m benchmarks shapes", "tuning": "python -m benchmarks.tuning",
     "hardening": "python -m benchmarks.hardening", "function_fitting": "python -m benchmarks fitting",
     "monitor_cost": "python -m benchmarks.monitor_cost", "drift": "python -m benchmarks.drift",
-    "module_export": "python -m benchmarks.module_export",
+    "module_export": "python -m benchmarks.module_export", "int8": "python -m benchmarks.int8",
+    "int8_accuracy": "python -m benchmarks.int8 --accuracy",
 }
 FITTING_RATIO_TARGET = 0.7  # median test RMSE of lut_linear over the ReLU MLP's across the function-fitting tasks
 FITTING_WINS_TARGET = 6  # tasks where lut_linear beats both ReLU and GELU beyond the standard error
@@ -698,9 +699,59 @@ def monitoring_section(results: Results) -> str:
     return "\n\n".join(parts)
 
 
+INT8_VARIANTS = ("float_relu", "float_lut", "int8_lut", "int8_relu", "ort_int8_relu")
+
+
+def int8_table(results: Results) -> str:
+    """Per reference model and batch: the five variants' median latency, with int8 LUT's ratios against their targets."""
+    rows: list[list[object]] = []
+    for family, entry in results["int8"]["families"].items():
+        for batch in results["int8"]["batches"]:
+            point = entry[f"batch_{batch}"]
+            ratios = []
+            for name in ("vs_float_relu", "vs_ort_int8_relu"):
+                r = point[name]
+                verdict = "" if r["target"] is None else (" (met)" if r["met"] else f" (**missed**, target <= {r['target']}x)")
+                ratios.append(f"{r['ratio']:.2f}x{verdict}")
+            rows.append([family, batch, *(f"{point['median_us'][v]:.0f}" for v in INT8_VARIANTS), *ratios])
+    header = ["model", "batch", *(f"{v} µs" for v in INT8_VARIANTS), "int8_lut / float_relu", "int8_lut / ort_int8_relu"]
+    sizes = [[family, *(f"{entry['accuracy'][v]:.4f}" for v in INT8_VARIANTS), *(f"{entry['file_kib'][v]:.0f}" for v in INT8_VARIANTS)]
+             for family, entry in results["int8"]["families"].items()]
+    size_header = ["model", *(f"{v} accuracy" for v in INT8_VARIANTS), *(f"{v} KiB" for v in INT8_VARIANTS)]
+    return table(header, rows) + "\n\n" + table(size_header, sizes)
+
+
+def int8_accuracy_table(results: Results) -> str:
+    rows = [[r["dataset"], r["seed"], r["metric"], f"{r['float']:.4f}", f"{r['int8']:.4f}",
+             f"{100 * r['change']:+.2f} points" if r["metric"] == "accuracy" else f"{100 * r['change']:+.1f} %",
+             "within" if r["within_bound"] else "**outside**"] for r in results["int8_accuracy"]["runs"]]
+    return table(["data set", "seed", "metric", "float", "int8", "change", "bound"], rows)
+
+
+def int8_section(results: Results) -> str:
+    parts = ["## int8 graphs"]
+    if "int8" in results:
+        parts += [measured_on(results["int8"]) + " (`python -m benchmarks.int8`)",
+                  "Digits, seed 0, `lutnet train` defaults (the MLP is 64-256-256-10). onnxruntime CPU, 1 thread, medians of interleaved "
+                  "rounds. `int8_relu` is lutnet's int8 export of the ReLU model (ReLU as a table); `ort_int8_relu` is "
+                  "`onnxruntime.quantization.quantize_static` of the float ReLU model (per-channel QDQ), on the same calibration sample. "
+                  "Accuracy is each file's on the test split.",
+                  int8_table(results)]
+    else:
+        parts.append(missing("int8"))
+    if "int8_accuracy" in results:
+        parts += [measured_on(results["int8_accuracy"]) + " (`python -m benchmarks.int8 --accuracy`)",
+                  "Post-training int8 on every benchmark set: one LUT MLP per seed (`lutnet train` defaults), its float and int8 exports "
+                  "scored on the test split. Bounds: at most 0.5 accuracy points lost, at most 5% RMSE added.",
+                  int8_accuracy_table(results)]
+    else:
+        parts.append(missing("int8_accuracy"))
+    return "\n\n".join(parts)
+
+
 SECTIONS = (
-    accuracy_section, function_fitting_section, inference_section, module_export_section, training_section, serving_section, hardening_section,
-    monitoring_section, targets_section, shapes_section, tuning_section,
+    accuracy_section, function_fitting_section, inference_section, module_export_section, int8_section, training_section, serving_section,
+    hardening_section, monitoring_section, targets_section, shapes_section, tuning_section,
 )
 
 
@@ -724,6 +775,8 @@ def render_readme_snippet(results: Results) -> str:
         "**Inference latency** (onnxruntime CPU, digits budget, ratio to the ReLU MLP):\n\n" + inference_headline(results),
         *(["**Your own module, exported** (fused LUT / original activations, onnxruntime, 1 thread; `python -m benchmarks.module_export`):\n\n"
             + module_export_table(results)] if "module_export" in results else []),
+        *(["**int8 graphs** (digits reference models, onnxruntime, 1 thread, median µs; `python -m benchmarks.int8`):\n\n"
+            + int8_table(results)] if "int8" in results else []),
         "**Serving** (batch-1 v2 JSON infer, one worker; req/s with p99 latency):\n\n" + serving_headline(results),
         "**Speed targets** (medians measured side by side in one run of each script):\n\n"
         + table(["what", "measured", "target", "verdict"], target_rows(results)),

@@ -187,3 +187,22 @@ def test_module_export_latency_is_tabled_with_its_targets():
     text = report.render_results({"module_export": result})
     assert "| mlp | 30.0 us / 20.0 us = 1.50x (met) | 500.0 us / 200.0 us = 2.50x (**missed**) | 1.10x / 1.10x |" in text
     assert "batch 256 (target <= 2.0x)" in report.render_readme_snippet({"module_export": result})
+
+
+def test_int8_latency_accuracy_and_sizes_come_from_the_files_with_their_verdicts():
+    point = lambda scale, met: {"median_us": {v: scale * (i + 1) for i, v in enumerate(report.INT8_VARIANTS)},  # noqa: E731
+                                "vs_float_relu": {"ratio": 0.81, "target": 1.0, "met": met},
+                                "vs_ort_int8_relu": {"ratio": 1.73, "target": 1.0, "met": False}}
+    family = {"accuracy": {v: 0.97 for v in report.INT8_VARIANTS}, "file_kib": {v: 100.0 + i for i, v in enumerate(report.INT8_VARIANTS)},
+              "batch_32": point(10.0, True), "batch_1024": point(1000.0, False)}
+    results = {"int8": {"suite": "int8", "machine": MACHINE, "batches": [32, 1024], "families": {"mlp": family}},
+               "int8_accuracy": {"suite": "int8_accuracy", "machine": MACHINE, "runs": [
+                   {"dataset": "digits", "seed": 0, "metric": "accuracy", "float": 0.97, "int8": 0.96, "change": -0.01, "within_bound": False},
+                   {"dataset": "diabetes", "seed": 0, "metric": "rmse", "float": 55.0, "int8": 55.5, "change": 0.009, "within_bound": True}]}}
+    text = report.int8_section(results)
+    assert "| mlp | 32 | 10 | 20 | 30 | 40 | 50 | 0.81x (met) | 1.73x (**missed**, target <= 1.0x) |" in text
+    assert "| mlp | 1024 | 1000 |" in text and "0.81x (**missed**, target <= 1.0x)" in text
+    assert "| mlp | 0.9700 | 0.9700 | 0.9700 | 0.9700 | 0.9700 | 100 | 101 | 102 | 103 | 104 |" in text
+    assert "| digits | 0 | accuracy | 0.9700 | 0.9600 | -1.00 points | **outside** |" in text
+    assert "| diabetes | 0 | rmse | 55.0000 | 55.5000 | +0.9 % | within |" in text
+    assert "python -m benchmarks.int8" in report.int8_section({}) and "Not measured yet" in report.int8_section({})
