@@ -89,7 +89,8 @@ def quantize_input(x: np.ndarray, quantized: QuantizedInput) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if quantized.shift is not None:
         x = x - quantized.shift[None]
-    return saturate(np.rint(x * quantized.multiplier[None]) + np.float32(quantized.zero))
+    with np.errstate(over="ignore"):  # float32 overflow is infinity, which saturates as in onnxruntime
+        return saturate(np.rint(x * quantized.multiplier[None]) + np.float32(quantized.zero))
 
 
 def requantize(acc: np.ndarray, multiplier: np.ndarray, zero: int, channel_axis: int = -1) -> np.ndarray:

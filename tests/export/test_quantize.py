@@ -52,14 +52,15 @@ def int8_graph(checkpoint: Checkpoint, calibration: np.ndarray) -> tuple[quantiz
     activation=st.sampled_from(["lut", "lut", "relu", "gelu"]),
     mode=st.sampled_from(["linear", "nearest"]),
     extrapolate=st.sampled_from(["clamp", "linear"]),
+    shared=st.booleans(),
     depth=st.integers(1, 3),
     width=st.integers(1, 12),
     task=st.sampled_from(["classification", "regression"]),
     seed=st.integers(0, 2**16),
 )
-def test_int8_graph_equals_the_integer_reference_bit_for_bit(family: str, activation: str, mode: str, extrapolate: str, depth: int,
-                                                              width: int, task: str, seed: int) -> None:
-    lut = LUTSpec(bins=8, mode=mode, extrapolate=extrapolate)
+def test_int8_graph_equals_the_integer_reference_bit_for_bit(family: str, activation: str, mode: str, extrapolate: str, shared: bool,
+                                                              depth: int, width: int, task: str, seed: int) -> None:
+    lut = LUTSpec(bins=8, mode=mode, extrapolate=extrapolate, shared=shared)
     outputs = 1 if task == "regression" else 3
     if family == "mlp":
         spec = ModelSpec(family="mlp", input_shape=(5,), num_outputs=outputs, hidden=(width,) * depth, activation=activation, lut=lut)
@@ -70,8 +71,10 @@ def test_int8_graph_equals_the_integer_reference_bit_for_bit(family: str, activa
     checkpoint = random_checkpoint(spec, seed=seed % 1000, task=task)
     model, proto = int8_graph(checkpoint, draws(checkpoint, 64, seed))
     assert {node.op_type for node in proto.graph.node} <= STANDARD_OPS and all(node.domain == "" for node in proto.graph.node)
+    huge = np.full((2, *spec.input_shape), 3e38, np.float32)
+    huge[0] *= -1  # beyond every code: float32 overflow to infinity saturates the same way in the graph and the reference
     x = np.concatenate([draws(checkpoint, 32, seed + 1, spread=3.0), np.zeros((1, *spec.input_shape), np.float32),
-                        draws(checkpoint, 4, seed + 2, spread=1e4)])
+                        draws(checkpoint, 4, seed + 2, spread=1e4), huge])
     output, codes = run_graph(proto, x, len(spec.hidden))
     expected, expected_codes = quantized.forward(model, x)
     assert output.dtype == np.float32 and output.shape == (len(x), outputs)
