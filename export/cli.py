@@ -42,9 +42,9 @@ def parser() -> argparse.ArgumentParser:
                       help="export a statically quantized graph: int8 weights, uint8 activations, one 256-entry table per channel")
     int8.add_argument("--calibration-data", metavar="FILE",
                       help="raw training inputs to calibrate on (.npy, or safetensors with tensor X); default: calibration.safetensors beside the checkpoint")
-    int8.add_argument("--max-accuracy-drop", metavar="P", type=float, default=MAX_ACCURACY_DROP,
+    int8.add_argument("--max-accuracy-drop", metavar="P", type=float,
                       help=f"classification: fail if int8 loses more accuracy than this fraction (default {MAX_ACCURACY_DROP})")
-    int8.add_argument("--max-rmse-increase", metavar="R", type=float, default=MAX_RMSE_INCREASE,
+    int8.add_argument("--max-rmse-increase", metavar="R", type=float,
                       help=f"regression: fail if int8 raises the RMSE by more than this fraction (default {MAX_RMSE_INCREASE})")
     return p
 
@@ -62,11 +62,16 @@ def main(argv: Sequence[str]) -> int:
         "check": not args.no_verify,
         "verify_data": load_verify_data(args.verify_data) if args.verify_data else None,
     }
+    int8_flags = {"--calibration-data": args.calibration_data, "--max-accuracy-drop": args.max_accuracy_drop,
+                  "--max-rmse-increase": args.max_rmse_increase}
     if args.quantize is not None:
-        options |= {"quantize": args.quantize, "max_accuracy_drop": args.max_accuracy_drop, "max_rmse_increase": args.max_rmse_increase,
+        options |= {"quantize": args.quantize,
+                    "max_accuracy_drop": MAX_ACCURACY_DROP if args.max_accuracy_drop is None else args.max_accuracy_drop,
+                    "max_rmse_increase": MAX_RMSE_INCREASE if args.max_rmse_increase is None else args.max_rmse_increase,
                     "calibration_data": load_verify_data(args.calibration_data, "calibration data") if args.calibration_data else None}
-    elif args.calibration_data is not None:
-        raise LutnetError("--calibration-data", expected="--quantize int8 with it", got="no --quantize")
+    elif any(value is not None for value in int8_flags.values()):
+        given = " ".join(flag for flag, value in int8_flags.items() if value is not None)
+        raise LutnetError(given, expected="--quantize int8 with it", got="no --quantize")
     if args.out is not None:
         path, result = args.out, export_file(args.checkpoint, args.out, **options)
     else:

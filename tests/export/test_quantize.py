@@ -232,11 +232,14 @@ def test_cli_int8_export_into_a_repository(tmp_path: Path, capsys: pytest.Captur
     assert (tmp_path / "models" / "tiny" / "config.pbtxt").is_file()
 
 
-def test_cli_refuses_calibration_data_without_quantize(tmp_path: Path) -> None:
+def test_cli_refuses_int8_flags_without_quantize(tmp_path: Path) -> None:
     source = checkpoint_dir(tmp_path, random_checkpoint(mlp_spec(), seed=1))
     np.save(tmp_path / "calibration.npy", draws(random_checkpoint(mlp_spec(), seed=1), 32, 0))
     with pytest.raises(LutnetError, match="--calibration-data: expected --quantize int8 with it"):
         export_main([str(source), "--out", str(tmp_path / "m.onnx"), "--calibration-data", str(tmp_path / "calibration.npy")])
+    with pytest.raises(LutnetError, match="--max-accuracy-drop --max-rmse-increase: expected --quantize int8 with it"):
+        export_main([str(source), "--out", str(tmp_path / "m.onnx"), "--max-accuracy-drop", "0.1", "--max-rmse-increase", "0.1"])
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_export_to_repository_int8_keeps_the_float_signature(tmp_path: Path) -> None:
