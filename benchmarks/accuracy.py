@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from benchmarks.common import write_results
+from benchmarks.common import RESULTS_DIR, write_results
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.peer_training import layer_widths, score, trainable_parameters, width_for_budget
 from benchmarks.peers.setup import PEERS, ensure
@@ -195,8 +196,13 @@ def chosen_models(names: Sequence[str], bins: int | None) -> dict[str, dict[str,
     return models
 
 
-def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool) -> Path:
-    """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured."""
+def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool,
+            merge: bool = False) -> Path:
+    """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured.
+
+    With ``merge`` each (data set, seed, model) measured now replaces its row in the existing results file and every other
+    row is kept as it was, so peers (or more seeds) can be added to lutnet's results without training lutnet's models again.
+    """
     for folder in (WORK, PEER_WORK):
         folder.mkdir(parents=True, exist_ok=True)
     peers = [model for model in models if model in LEARNING_PEERS]
@@ -205,16 +211,44 @@ def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dic
                 "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
                 "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}}
     setup = [ensure(PEERS[peer]) for peer in peers]
+    earlier = earlier_results(out) if merge else {"settings": settings, "peer_setup": [], "runs": [], "summary": []}
+    tasks = {entry["dataset"]: entry["task"] for entry in earlier["summary"]}
+    if merge:
+        settings = merged_settings(earlier, settings)
     rows: list[dict[str, Any]] = []
-    tasks: dict[str, str] = {}
-    with tqdm(total=len(datasets) * len(seeds) * len(models), desc="accuracy", unit="run") as bar:
-        for name in datasets:
+    with tqdm(total=len(datasets) * len(seeds) * len(models), desc=out, unit="run") as bar:
+        for done, name in enumerate(datasets, 1):
             rows += run_dataset(name, seeds, models, quick, bar)
             tasks[name] = load_dataset(name).task
-            path = write_results(out, {"settings": settings, "peer_setup": setup, "complete": len(tasks) == len(datasets),
-                                       "runs": rows, "summary": summarize_rows(rows, tasks)})
+            runs = kept_rows(earlier["runs"], rows) + rows
+            path = write_results(out, {"settings": settings, "peer_setup": earlier["peer_setup"] + setup, "complete": done == len(datasets),
+                                       "runs": runs, "summary": summarize_rows(runs, tasks)})
     return path
 
+
+def kept_rows(earlier: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The earlier rows that no row measured now replaces (one row per data set, seed and model)."""
+    key = lambda row: (row["dataset"], row["seed"], row["model"])  # noqa: E731
+    replaced = {key(row) for row in measured}
+    return [row for row in earlier if key(row) not in replaced]
+
+
+def earlier_results(out: str) -> dict[str, Any]:
+    """The results file that a merging run adds its models to."""
+    path = RESULTS_DIR / f"{out}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise LutnetError(f"results to merge into ({path})", expected="a results file written by this suite", got=str(error)) from None
+
+
+def merged_settings(earlier: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """The earlier run's settings, with the added models, budgets and peer caps, and a record of what each merge ran and onto what."""
+    before = earlier["settings"]
+    merge = {"models": list(added["models"]), "datasets": list(added["budgets"]), "seeds": added["seeds"], "quick": added["quick"],
+             "onto_machine": earlier.get("machine")}
+    return {**before, "models": {**before["models"], **added["models"]}, "budgets": {**before["budgets"], **added["budgets"]},
+            "peer_seconds_cap": {**before["peer_seconds_cap"], **added["peer_seconds_cap"]}, "merges": [*before.get("merges", []), merge]}
 
 if __name__ == "__main__":
     raise SystemExit(main())

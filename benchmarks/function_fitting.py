@@ -27,12 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", choices=TASKS, help="tasks to run (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", help=f"split/initialization seeds (default: {list(SEEDS)})")
     parser.add_argument("--models", nargs="+", choices=MODELS, help="models to run (default: all)")
+    parser.add_argument("--merge", action="store_true", help="add the runs to the existing results file, replacing only the "
+                        "(task, seed, model) rows run now (e.g. --models pykan deepsplines inkan --merge adds the peers)")
     args = parser.parse_args(argv)
     tasks = args.tasks or (QUICK_TASKS if args.quick else TASKS)
     seeds = args.seeds or ([0] if args.quick else list(SEEDS))
     models = args.models or (MODELS[:4] if args.quick else MODELS)
     try:
-        path = measure("function_fitting", tasks, seeds, chosen_models(models, None), args.quick)
+        path = measure("function_fitting", tasks, seeds, chosen_models(models, None), args.quick, merge=args.merge)
     except LutnetError as error:
         print(f"benchmarks.function_fitting: error: {error}", file=sys.stderr)
         return 2
