@@ -108,35 +108,37 @@ def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any],
             "exported_bins": exported.exported.spec.lut.bins if exported.exported.spec.activation == "lut" else None}
 
 
-def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
-    """One peer run in its own environment on the same split (benchmarks.peers runner)."""
-    seconds = 5.0 if quick else PEER_SECONDS.get(data.name, DEFAULT_PEER_SECONDS)
-    return run_learning_peer(PEERS[peer], split_path, params=budget, seeds=[seed], max_epochs=PEER_EPOCHS, max_seconds=seconds)
+def run_peer(peer: str, dataset: str, seeds: Sequence[int], budget: int, split_paths: Sequence[Path], quick: bool) -> dict[str, Any]:
+    """One peer on every seed's split, in one process in its own environment (benchmarks.peers runner; the libraries
+    take seconds to import). Scored in torch on the same splits; no ONNX export, which no row uses."""
+    seconds = 5.0 if quick else PEER_SECONDS.get(dataset, DEFAULT_PEER_SECONDS)
+    return run_learning_peer(PEERS[peer], split_paths, params=budget, seeds=seeds, max_epochs=PEER_EPOCHS, max_seconds=seconds, export=False)
 
 
-def peer_row(result: dict[str, Any]) -> dict[str, Any]:
-    """The row of a one-seed peer run."""
-    run = result["runs"][0]
+def peer_row(result: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The row of one seed's run of a peer."""
     return {"model": result["peer"], "hidden": result["layers"][1:-1], "params": result["params"], "epochs": run["epochs"],
-            "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
+            "best_epoch": run["best_epoch"], "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
 
 
 def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
     """Every model on every seed of one data set (TrainConfig overrides for lutnet's, None for a peer); one row per (model, seed)."""
-    rows = []
+    rows, split_paths = [], []
     for seed in seeds:
         data = load_dataset(name, seed=seed)
-        split_path = WORK / f"{name}_seed{seed}.npz"
-        write_npz(split_arrays(data), split_path)
+        split_paths.append(WORK / f"{name}_seed{seed}.npz")
+        write_npz(split_arrays(data), split_paths[-1])
         with tempfile.TemporaryDirectory(dir=WORK) as runs:
             for model, overrides in models.items():
-                bar.set_postfix_str(f"{name} seed {seed} {model}")
                 if overrides is not None:
-                    row = {"model": model, **run_lutnet(data, seed, BUDGETS[name], overrides, Path(runs) / model)}
-                else:
-                    row = peer_row(run_peer(model, data, seed, BUDGETS[name], split_path, quick))
-                rows.append({"dataset": name, "seed": seed, **row})
-                bar.update()
+                    bar.set_postfix_str(f"{name} seed {seed} {model}")
+                    rows.append({"dataset": name, "seed": seed, "model": model, **run_lutnet(data, seed, BUDGETS[name], overrides, Path(runs) / model)})
+                    bar.update()
+    for peer in [model for model, overrides in models.items() if overrides is None]:
+        bar.set_postfix_str(f"{name} seeds {list(seeds)} {peer}")
+        result = run_peer(peer, name, seeds, BUDGETS[name], split_paths, quick)
+        rows += [{"dataset": name, "seed": run["seed"], **peer_row(result, run)} for run in result["runs"]]
+        bar.update(len(seeds))
     return rows
 
 
