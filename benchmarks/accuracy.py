@@ -86,6 +86,14 @@ def lutnet_width(data: Dataset, overrides: dict[str, Any], budget: int, depth: i
     return width, trainable_parameters(build(layer_widths(data.input_shape[0], width, depth, outputs), 0))
 
 
+def lutnet_config(data: Dataset, seed: int, budget: int, overrides: dict[str, Any], out: Path) -> tuple[TrainConfig, int]:
+    """The suite's training run of one lutnet model (``lutnet train`` defaults at the budget's width, one thread), and its parameter count."""
+    width, params = lutnet_width(data, overrides, budget)
+    config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
+                                 seed=seed, quiet=True, threads=1)
+    return config, params
+
+
 def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -97,9 +105,7 @@ def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any],
     """Train one lutnet model at the budget, export it as ``lutnet export`` does (verified) and score the ONNX model."""
     overrides = dict(overrides)
     export_options = overrides.pop("export", {})
-    width, params = lutnet_width(data, overrides, budget)
-    config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
-                                 seed=seed, quiet=True, threads=1)
+    config, params = lutnet_config(data, seed, budget, overrides, out)
     result = train(config)
     exported = export_model(out, verify_data=data.X_val, **export_options)
     return {"hidden": list(config.hidden), "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"],
@@ -211,7 +217,8 @@ def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dic
     settings = {"budgets": {n: BUDGETS[n] for n in datasets}, "seeds": list(seeds), "depth": DEPTH, "models": models,
                 "quick": quick, "trainer_defaults": dataclasses.asdict(TrainConfig()),
                 "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
-                "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}}
+                "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets},
+                "peer_epochs": PEER_EPOCHS}
     setup = [ensure(PEERS[peer]) for peer in peers]
     earlier = earlier_results(out) if merge else {"settings": settings, "peer_setup": [], "runs": [], "summary": []}
     tasks = {entry["dataset"]: entry["task"] for entry in earlier["summary"]}
@@ -245,11 +252,12 @@ def earlier_results(out: str) -> dict[str, Any]:
 
 
 def merged_settings(earlier: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
-    """The earlier run's settings, with the added models, budgets and peer caps, and a record of what each merge ran and onto what."""
+    """The earlier run's settings (with any the added run has and it lacks), the added models, budgets and peer caps, and a
+    record of what each merge ran and onto what."""
     before = earlier["settings"]
     merge = {"models": list(added["models"]), "datasets": list(added["budgets"]), "seeds": added["seeds"], "quick": added["quick"],
              "onto_machine": earlier.get("machine")}
-    return {**before, "models": {**before["models"], **added["models"]}, "budgets": {**before["budgets"], **added["budgets"]},
+    return {**added, **before, "models": {**before["models"], **added["models"]}, "budgets": {**before["budgets"], **added["budgets"]},
             "peer_seconds_cap": {**before["peer_seconds_cap"], **added["peer_seconds_cap"]}, "merges": [*before.get("merges", []), merge]}
 
 if __name__ == "__main__":
