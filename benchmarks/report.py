@@ -184,15 +184,18 @@ def fitting_budgets(result: dict[str, Any]) -> str:
     if not runs or "peer_epochs" not in settings:
         return text
     caps = sorted({settings["peer_seconds_cap"][row["dataset"]] for row in runs})
-    capped = [row for row in runs if row["epochs"] < settings["peer_epochs"]]
-    still_best = [row for row in capped if row.get("best_epoch") == row["epochs"]]
-    epochs = ", ".join(f"{peer} {statistics.median(r['epochs'] for r in runs if r['model'] == peer):.0f}"
-                       for peer in PEER_MODELS if any(r["model"] == peer for r in runs))
+    per_peer = []
+    for peer in (peer for peer in PEER_MODELS if any(row["model"] == peer for row in runs)):
+        own = [row for row in runs if row["model"] == peer]
+        capped = [row for row in own if row["epochs"] < settings["peer_epochs"]]
+        still_best = sum(row.get("best_epoch") == row["epochs"] for row in capped)
+        per_peer.append(f"{peer} {len(capped)} of {len(own)} ({still_best} of them at an epoch that was still their best; "
+                        f"median {statistics.median(row['epochs'] for row in own):.0f} epochs)")
     seeds = "; ".join(f"{', '.join(merge['models'])} on seeds {merge['seeds']}" for merge in settings.get("merges", []))
     return (f"{text} The learning peers (their runners' one hidden layer at the same budget, Adam, best validation epoch, scored in torch"
             f"{'; added by `--merge`: ' + seeds if seeds else ''}) train for at most {settings['peer_epochs']} epochs or "
-            f"{' / '.join(f'{cap:g}' for cap in caps)} s of training, whichever comes first: the time cap ended {len(capped)} of their "
-            f"{len(runs)} runs early, {len(still_best)} of them at an epoch that was still their best. Median epochs run: {epochs}.")
+            f"{' / '.join(f'{cap:g}' for cap in caps)} s of training, whichever comes first. Runs the time cap ended early: "
+            f"{'; '.join(per_peer)}.")
 
 
 def fitting_plots(results: Results) -> list[str]:

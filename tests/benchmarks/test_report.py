@@ -200,8 +200,9 @@ def test_function_fitting_tables_the_peers_with_verdicts_their_budget_and_the_pl
     assert "0.0400 ± 0.0010 (wins)" in text and "0.1200 ± 0.0010 (loses)" in text  # the peers' own verdicts against ReLU
     assert "wins on **1**, ties on 0 and loses on 1 of 2 tasks against pykan" in text
     assert "wins on **0**, ties on 1 and loses on 0 of 1 tasks against inkan" in text
-    assert "at most 60 epochs or 12 s of training, whichever comes first: the time cap ended 2 of their 3 runs early, 1 of them" in text
-    assert "Median epochs run: pykan 40, inkan 30." in text and "added with `--merge` to results measured 2025-05-05" in text
+    assert "at most 60 epochs or 12 s of training, whichever comes first. Runs the time cap ended early: pykan 1 of 2 (1 of them at an " \
+           "epoch that was still their best; median 40 epochs); inkan 1 of 1 (0 of them" in text
+    assert "added with `--merge` to results measured 2025-05-05" in text
     assert "`f1: y = sin(x)`: hidden 36x36, test RMSE / std 0.042, tables moved 0.250, 1.500 from init" in text
     assert "![learned activations of f1](results/fitting_f1.png)" in text
     snippet = report.render_readme_snippet({"function_fitting": result, "fitting_plots": plots})
