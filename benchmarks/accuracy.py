@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from benchmarks.common import write_results
+from benchmarks.common import RESULTS_DIR, write_results
 from benchmarks.peers.datasets import split_arrays, write_npz
 from benchmarks.peers.peer_training import layer_widths, score, trainable_parameters, width_for_budget
 from benchmarks.peers.setup import PEERS, ensure
@@ -85,6 +86,14 @@ def lutnet_width(data: Dataset, overrides: dict[str, Any], budget: int, depth: i
     return width, trainable_parameters(build(layer_widths(data.input_shape[0], width, depth, outputs), 0))
 
 
+def lutnet_config(data: Dataset, seed: int, budget: int, overrides: dict[str, Any], out: Path) -> tuple[TrainConfig, int]:
+    """The suite's training run of one lutnet model (``lutnet train`` defaults at the budget's width, one thread), and its parameter count."""
+    width, params = lutnet_width(data, overrides, budget)
+    config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
+                                 seed=seed, quiet=True, threads=1)
+    return config, params
+
+
 def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -96,9 +105,7 @@ def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any],
     """Train one lutnet model at the budget, export it as ``lutnet export`` does (verified) and score the ONNX model."""
     overrides = dict(overrides)
     export_options = overrides.pop("export", {})
-    width, params = lutnet_width(data, overrides, budget)
-    config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
-                                 seed=seed, quiet=True, threads=1)
+    config, params = lutnet_config(data, seed, budget, overrides, out)
     result = train(config)
     exported = export_model(out, verify_data=data.X_val, **export_options)
     return {"hidden": list(config.hidden), "params": params, "epochs": result.epochs_run, "torch_test": result.metrics["test"],
@@ -107,35 +114,37 @@ def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any],
             "exported_bins": exported.exported.spec.lut.bins if exported.exported.spec.activation == "lut" else None}
 
 
-def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
-    """One peer run in its own environment on the same split (benchmarks.peers runner)."""
-    seconds = 5.0 if quick else PEER_SECONDS.get(data.name, DEFAULT_PEER_SECONDS)
-    return run_learning_peer(PEERS[peer], split_path, params=budget, seeds=[seed], max_epochs=PEER_EPOCHS, max_seconds=seconds)
+def run_peer(peer: str, dataset: str, seeds: Sequence[int], budget: int, split_paths: Sequence[Path], quick: bool) -> dict[str, Any]:
+    """One peer on every seed's split, in one process in its own environment (benchmarks.peers runner; the libraries
+    take seconds to import). Scored in torch on the same splits; no ONNX export, which no row uses."""
+    seconds = 5.0 if quick else PEER_SECONDS.get(dataset, DEFAULT_PEER_SECONDS)
+    return run_learning_peer(PEERS[peer], split_paths, params=budget, seeds=seeds, max_epochs=PEER_EPOCHS, max_seconds=seconds, export=False)
 
 
-def peer_row(result: dict[str, Any]) -> dict[str, Any]:
-    """The row of a one-seed peer run."""
-    run = result["runs"][0]
+def peer_row(result: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The row of one seed's run of a peer."""
     return {"model": result["peer"], "hidden": result["layers"][1:-1], "params": result["params"], "epochs": run["epochs"],
-            "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
+            "best_epoch": run["best_epoch"], "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
 
 
 def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
     """Every model on every seed of one data set (TrainConfig overrides for lutnet's, None for a peer); one row per (model, seed)."""
-    rows = []
+    rows, split_paths = [], []
     for seed in seeds:
         data = load_dataset(name, seed=seed)
-        split_path = WORK / f"{name}_seed{seed}.npz"
-        write_npz(split_arrays(data), split_path)
+        split_paths.append(WORK / f"{name}_seed{seed}.npz")
+        write_npz(split_arrays(data), split_paths[-1])
         with tempfile.TemporaryDirectory(dir=WORK) as runs:
             for model, overrides in models.items():
-                bar.set_postfix_str(f"{name} seed {seed} {model}")
                 if overrides is not None:
-                    row = {"model": model, **run_lutnet(data, seed, BUDGETS[name], overrides, Path(runs) / model)}
-                else:
-                    row = peer_row(run_peer(model, data, seed, BUDGETS[name], split_path, quick))
-                rows.append({"dataset": name, "seed": seed, **row})
-                bar.update()
+                    bar.set_postfix_str(f"{name} seed {seed} {model}")
+                    rows.append({"dataset": name, "seed": seed, "model": model, **run_lutnet(data, seed, BUDGETS[name], overrides, Path(runs) / model)})
+                    bar.update()
+    for peer in [model for model, overrides in models.items() if overrides is None]:
+        bar.set_postfix_str(f"{name} seeds {list(seeds)} {peer}")
+        result = run_peer(peer, name, seeds, BUDGETS[name], split_paths, quick)
+        rows += [{"dataset": name, "seed": run["seed"], **peer_row(result, run)} for run in result["runs"]]
+        bar.update(len(seeds))
     return rows
 
 
@@ -195,26 +204,61 @@ def chosen_models(names: Sequence[str], bins: int | None) -> dict[str, dict[str,
     return models
 
 
-def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool) -> Path:
-    """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured."""
+def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool,
+            merge: bool = False) -> Path:
+    """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured.
+
+    With ``merge`` each (data set, seed, model) measured now replaces its row in the existing results file and every other
+    row is kept as it was, so peers (or more seeds) can be added to lutnet's results without training lutnet's models again.
+    """
     for folder in (WORK, PEER_WORK):
         folder.mkdir(parents=True, exist_ok=True)
     peers = [model for model in models if model in LEARNING_PEERS]
     settings = {"budgets": {n: BUDGETS[n] for n in datasets}, "seeds": list(seeds), "depth": DEPTH, "models": models,
                 "quick": quick, "trainer_defaults": dataclasses.asdict(TrainConfig()),
                 "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
-                "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}}
+                "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets},
+                "peer_epochs": PEER_EPOCHS}
     setup = [ensure(PEERS[peer]) for peer in peers]
+    earlier = earlier_results(out) if merge else {"settings": settings, "peer_setup": [], "runs": [], "summary": []}
+    tasks = {entry["dataset"]: entry["task"] for entry in earlier["summary"]}
+    if merge:
+        settings = merged_settings(earlier, settings)
     rows: list[dict[str, Any]] = []
-    tasks: dict[str, str] = {}
-    with tqdm(total=len(datasets) * len(seeds) * len(models), desc="accuracy", unit="run") as bar:
-        for name in datasets:
+    with tqdm(total=len(datasets) * len(seeds) * len(models), desc=out, unit="run") as bar:
+        for done, name in enumerate(datasets, 1):
             rows += run_dataset(name, seeds, models, quick, bar)
             tasks[name] = load_dataset(name).task
-            path = write_results(out, {"settings": settings, "peer_setup": setup, "complete": len(tasks) == len(datasets),
-                                       "runs": rows, "summary": summarize_rows(rows, tasks)})
+            runs = kept_rows(earlier["runs"], rows) + rows
+            path = write_results(out, {"settings": settings, "peer_setup": earlier["peer_setup"] + setup, "complete": done == len(datasets),
+                                       "runs": runs, "summary": summarize_rows(runs, tasks)})
     return path
 
+
+def kept_rows(earlier: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The earlier rows that no row measured now replaces (one row per data set, seed and model)."""
+    key = lambda row: (row["dataset"], row["seed"], row["model"])  # noqa: E731
+    replaced = {key(row) for row in measured}
+    return [row for row in earlier if key(row) not in replaced]
+
+
+def earlier_results(out: str) -> dict[str, Any]:
+    """The results file that a merging run adds its models to."""
+    path = RESULTS_DIR / f"{out}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise LutnetError(f"results to merge into ({path})", expected="a results file written by this suite", got=str(error)) from None
+
+
+def merged_settings(earlier: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """The earlier run's settings (with any the added run has and it lacks), the added models, budgets and peer caps, and a
+    record of what each merge ran and onto what."""
+    before = earlier["settings"]
+    merge = {"models": list(added["models"]), "datasets": list(added["budgets"]), "seeds": added["seeds"], "quick": added["quick"],
+             "onto_machine": earlier.get("machine")}
+    return {**added, **before, "models": {**before["models"], **added["models"]}, "budgets": {**before["budgets"], **added["budgets"]},
+            "peer_seconds_cap": {**before["peer_seconds_cap"], **added["peer_seconds_cap"]}, "merges": [*before.get("merges", []), merge]}
 
 if __name__ == "__main__":
     raise SystemExit(main())
