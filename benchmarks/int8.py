@@ -17,11 +17,13 @@ activations and with ReLU, then exported five ways:
 
 onnxruntime CPU with 1 thread; the five are timed in interleaved rounds at each batch size and compared by
 medians. Targets: ``int8_lut`` at most 1.0x ``float_relu`` at batch 32 and 1024 and 1.3x at batch 1, and at most
-1.0x ``ort_int8_relu`` at batch 32 and 1024. Accuracy is each exported file's on the test split.
+1.0x ``ort_int8_relu`` at batch 32 and 1024. Accuracy is each exported file's on the test split. ``kernels_us`` is
+onnxruntime's profile of three variants (time per operator type, after its graph optimizations): where the time goes.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -75,6 +77,30 @@ def session(model: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
+def kernel_profile(model: bytes, x: np.ndarray, runs: int) -> dict[str, float]:
+    """Median microseconds per run spent in each operator type (onnxruntime's profiler; kernels only, as optimized)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory(prefix="lutnet-profile-") as folder:
+        options.profile_file_prefix = str(Path(folder, "profile"))
+        s = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            s.run(None, {"input": x})
+        events = json.loads(Path(s.end_profiling()).read_text())
+    per_node: dict[str, list[float]] = {}
+    op_of: dict[str, str] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_node.setdefault(event["name"], []).append(event["dur"])
+            op_of[event["name"]] = event["args"]["op_name"]
+    totals: dict[str, float] = {}
+    for node, durations in per_node.items():
+        totals[op_of[node]] = totals.get(op_of[node], 0.0) + statistics.median(durations)
+    return {op: round(us, 1) for op, us in sorted(totals.items(), key=lambda item: -item[1])}
+
+
 def accuracy(s: ort.InferenceSession, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(s.run(None, {"input": x})[0].argmax(axis=1) == y))
 
@@ -117,6 +143,10 @@ def measure_family(family: str, quick: bool, work: Path) -> dict[str, Any]:
         entry["float_lut_vs_float_relu"] = round(medians["float_lut"] / medians["float_relu"], 3)
         result[f"batch_{batch}"] = entry
         print(f"{family} batch {batch}: {entry}")
+    profile_batch = {"mlp": 1024, "convnet": 32}[family]
+    x_profile = np.ascontiguousarray(x[rng.integers(0, len(x), profile_batch)])
+    result["kernels_us"] = {"batch": profile_batch, **{name: kernel_profile(models[name], x_profile, 5 if quick else 30)
+                                                        for name in ("float_relu", "int8_lut", "ort_int8_relu")}}
     return result
 
 

@@ -789,6 +789,19 @@ def int8_table(results: Results) -> str:
     return table(header, rows) + "\n\n" + table(size_header, sizes)
 
 
+def int8_kernel_rows(results: Results) -> list[list[object]]:
+    """Per reference model and profiled variant: microseconds per run in each operator type, largest first."""
+    rows: list[list[object]] = []
+    for family, entry in results["int8"]["families"].items():
+        profile = entry.get("kernels_us")
+        if profile is None:
+            continue
+        for variant in ("float_relu", "int8_lut", "ort_int8_relu"):
+            ops = profile[variant]
+            rows.append([family, profile["batch"], variant, f"{sum(ops.values()):.0f}", ", ".join(f"{op} {us:.0f}" for op, us in ops.items())])
+    return rows
+
+
 def int8_accuracy_table(results: Results) -> str:
     rows = [[r["dataset"], r["seed"], r["metric"], f"{r['float']:.4f}", f"{r['int8']:.4f}",
              f"{100 * r['change']:+.2f} points" if r["metric"] == "accuracy" else f"{100 * r['change']:+.1f} %",
@@ -805,6 +818,9 @@ def int8_section(results: Results) -> str:
                   "`onnxruntime.quantization.quantize_static` of the float ReLU model (per-channel QDQ), on the same calibration sample. "
                   "Accuracy is each file's on the test split.",
                   int8_table(results)]
+        if int8_kernel_rows(results):
+            parts += ["Where the time goes: onnxruntime's profile (µs per run in each operator type, after its graph optimizations):",
+                      table(["model", "batch", "variant", "kernels µs", "by operator"], int8_kernel_rows(results))]
     else:
         parts.append(missing("int8"))
     if "int8_accuracy" in results:

@@ -225,7 +225,9 @@ def test_int8_latency_accuracy_and_sizes_come_from_the_files_with_their_verdicts
                                 "vs_float_relu": {"ratio": 0.81, "target": 1.0, "met": met},
                                 "vs_ort_int8_relu": {"ratio": 1.73, "target": 1.0, "met": False}}
     family = {"accuracy": {v: 0.97 for v in report.INT8_VARIANTS}, "file_kib": {v: 100.0 + i for i, v in enumerate(report.INT8_VARIANTS)},
-              "batch_32": point(10.0, True), "batch_1024": point(1000.0, False)}
+              "batch_32": point(10.0, True), "batch_1024": point(1000.0, False),
+              "kernels_us": {"batch": 1024, "float_relu": {"Gemm": 900.0}, "int8_lut": {"GatherElements": 600.0, "QLinearMatMul": 500.0},
+                             "ort_int8_relu": {"QLinearMatMul": 700.0}}}
     results = {"int8": {"suite": "int8", "machine": MACHINE, "batches": [32, 1024], "families": {"mlp": family}},
                "int8_accuracy": {"suite": "int8_accuracy", "machine": MACHINE, "runs": [
                    {"dataset": "digits", "seed": 0, "metric": "accuracy", "float": 0.97, "int8": 0.96, "change": -0.01, "within_bound": False},
@@ -236,4 +238,5 @@ def test_int8_latency_accuracy_and_sizes_come_from_the_files_with_their_verdicts
     assert "| mlp | 0.9700 | 0.9700 | 0.9700 | 0.9700 | 0.9700 | 100 | 101 | 102 | 103 | 104 |" in text
     assert "| digits | 0 | accuracy | 0.9700 | 0.9600 | -1.00 points | **outside** |" in text
     assert "| diabetes | 0 | rmse | 55.0000 | 55.5000 | +0.9 % | within |" in text
+    assert "| mlp | 1024 | int8_lut | 1100 | GatherElements 600, QLinearMatMul 500 |" in text
     assert "python -m benchmarks.int8" in report.int8_section({}) and "Not measured yet" in report.int8_section({})
