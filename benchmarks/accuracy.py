@@ -97,6 +97,23 @@ def lutnet_width(data: Dataset, overrides: dict[str, Any], budget: int, depth: i
     return width, parameters_at(data, overrides, width, depth)
 
 
+def parameters_at(data: Dataset, overrides: dict[str, Any], width: int, depth: int = DEPTH) -> int:
+    """Trainable parameters of the lutnet model with ``depth`` hidden layers of ``width``."""
+    outputs = len(data.labels) if data.task == "classification" else 1
+    return trainable_parameters(lutnet_builder(data, overrides)(layer_widths(data.input_shape[0], width, depth, outputs), 0))
+
+
+def lutnet_config(data: Dataset, seed: int, budget: int, overrides: dict[str, Any], out: Path) -> tuple[TrainConfig, int]:
+    """The suite's training run of one lutnet model (``lutnet train`` defaults at the budget's width, one thread), and its parameter count."""
+    width, params = lutnet_width(data, overrides, budget)
+    return width_config(data, seed, width, overrides, out), params
+
+
+def width_config(data: Dataset, seed: int, width: int, overrides: dict[str, Any], out: Path) -> TrainConfig:
+    """The suite's training run of one lutnet model with ``DEPTH`` hidden layers of ``width`` (``lutnet train`` defaults, one thread)."""
+    return dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH, seed=seed, quiet=True, threads=1)
+
+
 def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -106,15 +123,8 @@ def onnx_output(model: bytes, X: np.ndarray) -> np.ndarray:
 
 def run_lutnet(data: Dataset, seed: int, budget: int, overrides: dict[str, Any], out: Path) -> dict[str, Any]:
     """Train one lutnet model at the budget, export it as ``lutnet export`` does (verified) and score the ONNX model."""
-    width, params = lutnet_width(data, {k: v for k, v in overrides.items() if k != "export"}, budget)
-    row, _ = train_and_export(data, seed, overrides, width, out)
-    return {**row, "params": params}
-
-
-def parameters_at(data: Dataset, overrides: dict[str, Any], width: int, depth: int = DEPTH) -> int:
-    """Trainable parameters of the lutnet model with ``depth`` hidden layers of ``width``."""
-    outputs = len(data.labels) if data.task == "classification" else 1
-    return trainable_parameters(lutnet_builder(data, overrides)(layer_widths(data.input_shape[0], width, depth, outputs), 0))
+    width, _ = lutnet_width(data, {k: v for k, v in overrides.items() if k != "export"}, budget)
+    return train_and_export(data, seed, overrides, width, out)[0]
 
 
 def train_and_export(data: Dataset, seed: int, overrides: dict[str, Any], width: int, out: Path) -> tuple[dict[str, Any], bytes]:
@@ -122,8 +132,7 @@ def train_and_export(data: Dataset, seed: int, overrides: dict[str, Any], width:
     score the ONNX model; its results row and the exported model."""
     overrides = dict(overrides)
     export_options = overrides.pop("export", {})
-    config = dataclasses.replace(TrainConfig(), **overrides, out=str(out), dataset=data.name, hidden=(width,) * DEPTH,
-                                 seed=seed, quiet=True, threads=1)
+    config = width_config(data, seed, width, overrides, out)
     result = train(config)
     shaped = model_data(data, overrides)
     exported = export_model(out, verify_data=shaped.X_val, **export_options)
@@ -135,17 +144,17 @@ def train_and_export(data: Dataset, seed: int, overrides: dict[str, Any], width:
     return row, exported.model
 
 
-def run_peer(peer: str, data: Dataset, seed: int, budget: int, split_path: Path, quick: bool) -> dict[str, Any]:
-    """One peer run in its own environment on the same split (benchmarks.peers runner)."""
-    seconds = 5.0 if quick else PEER_SECONDS.get(data.name, DEFAULT_PEER_SECONDS)
-    return run_learning_peer(PEERS[peer], split_path, params=budget, seeds=[seed], max_epochs=PEER_EPOCHS, max_seconds=seconds)
+def run_peer(peer: str, dataset: str, seeds: Sequence[int], budget: int, split_paths: Sequence[Path], quick: bool) -> dict[str, Any]:
+    """One peer on every seed's split, in one process in its own environment (benchmarks.peers runner; the libraries
+    take seconds to import). Scored in torch on the same splits; no ONNX export, which no row uses."""
+    seconds = 5.0 if quick else PEER_SECONDS.get(dataset, DEFAULT_PEER_SECONDS)
+    return run_learning_peer(PEERS[peer], split_paths, params=budget, seeds=seeds, max_epochs=PEER_EPOCHS, max_seconds=seconds, export=False)
 
 
-def peer_row(result: dict[str, Any]) -> dict[str, Any]:
-    """The row of a one-seed peer run."""
-    run = result["runs"][0]
+def peer_row(result: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The row of one seed's run of a peer."""
     return {"model": result["peer"], "hidden": result["layers"][1:-1], "params": result["params"], "epochs": run["epochs"],
-            "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
+            "best_epoch": run["best_epoch"], "test": run["test"], "val": run["val"], "seconds_per_epoch": run["seconds_per_epoch"]}
 
 
 def dataset_key(name: str, family: str) -> str:
@@ -157,30 +166,32 @@ def budget_of(name: str, family: str) -> int:
     return BUDGETS[name] if family == "mlp" else CONVNET_BUDGETS[name]
 
 
-def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool, bar: tqdm,
-                family: str = "mlp", done: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """Every model on every seed of one data set (TrainConfig overrides for lutnet's, None for a peer); one row per (model, seed).
+def family_of(models: dict[str, dict[str, Any] | None]) -> str:
+    """The model family of a run's lutnet models (their TrainConfig ``model``; peers are MLPs)."""
+    return next((overrides.get("model", "mlp") for overrides in models.values() if overrides is not None), "mlp")
 
-    A row of ``done`` with the same data set, seed and model is kept instead of running it again.
-    """
-    rows = []
-    budget = budget_of(name, family)
-    kept = {(row["dataset"], row["seed"], row["model"]): row for row in done}
+
+def run_dataset(name: str, seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool, bar: tqdm) -> list[dict[str, Any]]:
+    """Every model on every seed of one data set (TrainConfig overrides for lutnet's, None for a peer); one row per (model, seed)."""
+    rows, split_paths = [], []
+    family = family_of(models)
+    key, budget = dataset_key(name, family), budget_of(name, family)
     for seed in seeds:
         data = load_dataset(name, seed=seed)
-        split_path = WORK / f"{name}_seed{seed}.npz"
-        write_npz(split_arrays(data), split_path)
+        split_paths.append(WORK / f"{name}_seed{seed}.npz")
+        write_npz(split_arrays(data), split_paths[-1])
         with tempfile.TemporaryDirectory(dir=WORK) as runs:
             for model, overrides in models.items():
-                bar.set_postfix_str(f"{name} seed {seed} {model}")
-                if (dataset_key(name, family), seed, model) in kept:
-                    row = kept[dataset_key(name, family), seed, model]
-                elif overrides is not None:
-                    row = {"model": model, **run_lutnet(data, seed, budget, {**overrides, "model": family}, Path(runs) / model)}
-                else:
-                    row = peer_row(run_peer(model, data, seed, budget, split_path, quick))
-                rows.append({**row, "dataset": dataset_key(name, family), "seed": seed})
-                bar.update()
+                if overrides is not None:
+                    bar.set_postfix_str(f"{name} seed {seed} {model}")
+                    row = run_lutnet(data, seed, budget, overrides, Path(runs) / model)
+                    rows.append({"dataset": key, "seed": seed, "model": model, **row})
+                    bar.update()
+    for peer in [model for model, overrides in models.items() if overrides is None]:
+        bar.set_postfix_str(f"{name} seeds {list(seeds)} {peer}")
+        result = run_peer(peer, name, seeds, budget, split_paths, quick)
+        rows += [{"dataset": key, "seed": run["seed"], **peer_row(result, run)} for run in result["runs"]]
+        bar.update(len(seeds))
     return rows
 
 
@@ -218,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(to score on test a setting chosen on validation by benchmarks.tuning)")
     parser.add_argument("--convnet", action="store_true", help=f"lutnet's convnets instead of MLPs on the image sets {list(CONVNET_BUDGETS)} "
                         "(default: mnist5k), results under <set>_convnet; the peers are MLPs and do not run")
-    parser.add_argument("--reuse", action="store_true", help="keep the runs already in the results file (same trainer defaults, depth "
-                        "and budgets), training only the missing (data set, seed, model) runs; its other data sets stay")
+    parser.add_argument("--merge", action="store_true", help="add the runs to the existing results file, replacing only the "
+                        "(data set, seed, model) rows run now (e.g. --seeds 3 4 --merge adds two seeds)")
     parser.add_argument("--out", help="results name under benchmarks/results (default: accuracy, or accuracy_convnet with --convnet); "
                         "the report reads every accuracy*.json")
     args = parser.parse_args(argv)
@@ -236,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = args.seeds or ([0] if args.quick else list(SEEDS))
     out = args.out or ("accuracy_convnet" if args.convnet else "accuracy")
     try:
-        path = measure(out, datasets, seeds, chosen_models(names, args.bins), args.quick, family, args.reuse)
+        path = measure(out, datasets, seeds, chosen_models(names, args.bins), args.quick, merge=args.merge, family=family)
     except LutnetError as error:
         print(f"benchmarks.accuracy: error: {error}", file=sys.stderr)
         return 2
@@ -255,50 +266,64 @@ def chosen_models(names: Sequence[str], bins: int | None) -> dict[str, dict[str,
     return models
 
 
-def reusable(out: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """The results file ``out`` if its runs were made as this run's would be (trainer defaults, depth, shared budgets); else an error."""
-    path = RESULTS_DIR / f"{out}.json"
-    if not path.exists():
-        return {"runs": [], "summary": [], "settings": {"budgets": {}, "seeds": []}}
-    previous = json.loads(path.read_text(encoding="utf-8"))
-    old = previous["settings"]
-    clashing = {k: (old["budgets"][k], v) for k, v in settings["budgets"].items() if old["budgets"].get(k, v) != v}
-    same_defaults = old["trainer_defaults"] == json.loads(json.dumps(settings["trainer_defaults"]))  # as the file holds them
-    if not same_defaults or old["depth"] != settings["depth"] or clashing:
-        raise LutnetError(f"runs to reuse in {path}", expected="the same trainer defaults, depth and budgets as this run",
-                          got=f"budgets (old, new) {clashing}" if clashing else "other trainer defaults or depth")
-    return previous
-
-
 def measure(out: str, datasets: Sequence[str], seeds: Sequence[int], models: dict[str, dict[str, Any] | None], quick: bool,
-            family: str = "mlp", reuse: bool = False) -> Path:
+            merge: bool = False, family: str = "mlp") -> Path:
     """Run every data set in turn, rewriting the results file after each, so an interrupted run keeps what it measured.
 
-    With ``reuse``, the runs already in the file are kept (and not repeated), its other data sets included.
+    With ``merge`` each (data set, seed, model) measured now replaces its row in the existing results file and every other
+    row is kept as it was, so peers (or more seeds) can be added to lutnet's results without training lutnet's models again.
     """
     for folder in (WORK, PEER_WORK):
         folder.mkdir(parents=True, exist_ok=True)
+    if family != "mlp":
+        models = {name: None if overrides is None else {**overrides, "model": family} for name, overrides in models.items()}
     peers = [model for model in models if model in LEARNING_PEERS]
     settings = {"budgets": {dataset_key(n, family): budget_of(n, family) for n in datasets}, "seeds": list(seeds), "depth": DEPTH,
                 "family": family, "models": models,
                 "quick": quick, "trainer_defaults": dataclasses.asdict(TrainConfig()),
                 "parameter_count": "trainable parameters: weights, biases and LUT tables (K+1 per channel); lo/hi not counted",
-                "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets}}
+                "peer_seconds_cap": {n: 5.0 if quick else PEER_SECONDS.get(n, DEFAULT_PEER_SECONDS) for n in datasets},
+                "peer_epochs": PEER_EPOCHS}
     setup = [ensure(PEERS[peer]) for peer in peers]
-    keys = {dataset_key(name, family) for name in datasets}
-    previous = reusable(out, settings) if reuse else {"runs": [], "summary": [], "settings": {"budgets": {}, "seeds": []}}
-    other_rows = [row for row in previous["runs"] if row["dataset"] not in keys]
-    tasks = {entry["dataset"]: entry["task"] for entry in previous["summary"] if entry["dataset"] not in keys}
-    settings |= {"budgets": previous["settings"]["budgets"] | settings["budgets"], "seeds": sorted({*previous["settings"]["seeds"], *seeds})}
+    earlier = earlier_results(out) if merge else {"settings": settings, "peer_setup": [], "runs": [], "summary": []}
+    tasks = {entry["dataset"]: entry["task"] for entry in earlier["summary"]}
+    if merge:
+        settings = merged_settings(earlier, settings)
     rows: list[dict[str, Any]] = []
-    with tqdm(total=len(datasets) * len(seeds) * len(models), desc="accuracy", unit="run") as bar:
-        for name in datasets:
-            rows += run_dataset(name, seeds, models, quick, bar, family, previous["runs"])
+    with tqdm(total=len(datasets) * len(seeds) * len(models), desc=out, unit="run") as bar:
+        for done, name in enumerate(datasets, 1):
+            rows += run_dataset(name, seeds, models, quick, bar)
             tasks[dataset_key(name, family)] = load_dataset(name).task
-            path = write_results(out, {"settings": settings, "peer_setup": setup, "complete": keys <= set(tasks),
-                                       "runs": other_rows + rows, "summary": summarize_rows(other_rows + rows, tasks)})
+            runs = kept_rows(earlier["runs"], rows) + rows
+            path = write_results(out, {"settings": settings, "peer_setup": earlier["peer_setup"] + setup, "complete": done == len(datasets),
+                                       "runs": runs, "summary": summarize_rows(runs, tasks)})
     return path
 
+
+def kept_rows(earlier: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The earlier rows that no row measured now replaces (one row per data set, seed and model)."""
+    key = lambda row: (row["dataset"], row["seed"], row["model"])  # noqa: E731
+    replaced = {key(row) for row in measured}
+    return [row for row in earlier if key(row) not in replaced]
+
+
+def earlier_results(out: str) -> dict[str, Any]:
+    """The results file that a merging run adds its models to."""
+    path = RESULTS_DIR / f"{out}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise LutnetError(f"results to merge into ({path})", expected="a results file written by this suite", got=str(error)) from None
+
+
+def merged_settings(earlier: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """The earlier run's settings (with any the added run has and it lacks), the added models, budgets and peer caps, and a
+    record of what each merge ran and onto what."""
+    before = earlier["settings"]
+    merge = {"models": list(added["models"]), "datasets": list(added["budgets"]), "seeds": added["seeds"], "quick": added["quick"],
+             "onto_machine": earlier.get("machine")}
+    return {**added, **before, "models": {**before["models"], **added["models"]}, "budgets": {**before["budgets"], **added["budgets"]},
+            "peer_seconds_cap": {**before["peer_seconds_cap"], **added["peer_seconds_cap"]}, "merges": [*before.get("merges", []), merge]}
 
 if __name__ == "__main__":
     raise SystemExit(main())

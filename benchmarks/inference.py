@@ -57,7 +57,7 @@ def peer_graphs(quick: bool) -> dict[str, Path]:
     graphs = {}
     for name in LEARNING_PEERS:
         ensure(PEERS[name])
-        result = run_learning_peer(PEERS[name], split_path, params=BUDGETS[DATASET], seeds=[0], max_epochs=2 if quick else 5, max_seconds=5.0)
+        result = run_learning_peer(PEERS[name], [split_path], params=BUDGETS[DATASET], seeds=[0], max_epochs=2 if quick else 5, max_seconds=5.0)
         if result["onnx"]["exported"]:
             graphs[name] = Path(result["onnx"]["path"])
     return graphs

@@ -54,7 +54,7 @@ def peer_epochs(dataset: str, epochs: int) -> dict[str, dict[str, Any]]:
     reports = {}
     for name in LEARNING_PEERS:
         ensure(PEERS[name])
-        result = run_learning_peer(PEERS[name], split_path, params=BUDGETS[dataset], seeds=[0], max_epochs=epochs, max_seconds=1e9)
+        result = run_learning_peer(PEERS[name], [split_path], params=BUDGETS[dataset], seeds=[0], max_epochs=epochs, max_seconds=1e9)
         run = result["runs"][0]
         reports[name] = {"median": run["seconds_per_epoch"], "n": run["epochs"], "params": result["params"], "hidden": result["layers"][1:-1]}
     return reports

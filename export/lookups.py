@@ -19,6 +19,7 @@ before the lookup.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,16 +113,35 @@ def lower_lookups(proto: onnx.ModelProto, *, mode: str | None = None, bins: int 
     return LoweredModel(model, tuple(lowered))
 
 
+def placeholder_settings(node: onnx.NodeProto, constant: Callable[[str], np.ndarray | None]) -> LookupSettings:
+    """A placeholder's attributes and its table, lo and hi, which ``constant`` (value name -> float64 array or None) must know."""
+    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    where = node.name or node.output[0]
+    table, lo, hi = (constant(name) for name in node.input[1:4])
+    if table is None or lo is None or hi is None:
+        raise LoweringError(f"lookup {where}", expected="its table, lo and hi as constants of the graph", got="values computed at run time")
+    check_table(table, lo, hi)
+    text = lambda key: attributes[key].decode() if isinstance(attributes[key], bytes) else attributes[key]  # noqa: E731
+    return LookupSettings(where, table, lo, hi, int(attributes["dim"]), int(attributes["rank"]), int(attributes["channels"]),
+                          text("mode"), text("extrapolate"))
+
+
+def graph_constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every initializer and ``Constant`` node output of ``model``'s graph, by value name."""
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain == "" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return constants
+
+
 class _Graph:
     """The nodes of a model being rewritten, with its constants, producers and consumer counts."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
         self.model = model
         self.nodes = list(model.graph.node)
-        self.constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-        for node in self.nodes:
-            if node.op_type == "Constant" and node.domain == "" and len(node.attribute) == 1 and node.attribute[0].name == "value":
-                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        self.constants = graph_constants(model)
         self.producers = {out: node for node in self.nodes for out in node.output}
         self.outputs = {v.name for v in model.graph.output}
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -153,15 +173,7 @@ class _Graph:
         return LoweredLookup(settings.name, coordinate, settings, table.segments, folded_into)
 
     def settings(self, node: onnx.NodeProto) -> LookupSettings:
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        where = node.name or node.output[0]
-        table, lo, hi = (self.constant(name) for name in node.input[1:4])
-        if table is None or lo is None or hi is None:
-            raise LoweringError(f"lookup {where}", expected="its table, lo and hi as constants of the graph", got="values computed at run time")
-        check_table(table, lo, hi)
-        text = lambda key: attributes[key].decode() if isinstance(attributes[key], bytes) else attributes[key]  # noqa: E731
-        return LookupSettings(where, table, lo, hi, int(attributes["dim"]), int(attributes["rank"]), int(attributes["channels"]),
-                              text("mode"), text("extrapolate"))
+        return placeholder_settings(node, self.constant)
 
     def affine(self, x: str, rows: np.ndarray, shift: np.ndarray, settings: LookupSettings) -> str:
         """``v = x * rows + shift`` with the per-channel constants shaped along ``settings.dim``."""

@@ -30,10 +30,12 @@ from lutnet.errors import LutnetError
 from lutnet.ranges import InputRange, LayerTable
 from lutnet.repository import MONITOR_FILE
 from lutnet.export import repository
-from lutnet.export.exporter import check_resolution, check_writable
+from lutnet.export.exporter import check_quantize, check_resolution, check_writable
 from lutnet.export.fold import GRIDS
 from lutnet.export.graph import DEFAULT_OPSET, check_opset
-from lutnet.export.lookups import DOMAIN, OP_TYPE, LoweredModel, is_placeholder, lower_lookups
+from lutnet.export.lookups import DOMAIN, OP_TYPE, LookupSettings, LoweredModel, is_placeholder, lower_lookups
+from lutnet.export.quantize import (MAX_ACCURACY_DROP, MAX_RMSE_INCREASE, QuantizedVerification, build_quantized_graph, module_chain,
+                                    quantization_card, quantize_chain, verify_quantized)
 from lutnet.export.monitor import Coordinate, monitor_graph, range_card, saturation_baseline
 from lutnet.export.verify import CLASS_AGREEMENT, Verification, VerificationError, compare, pocket_edge_samples, run_session, smallest_bins
 
@@ -79,6 +81,11 @@ def export_module(
     fold: bool = True,
     opset: int = DEFAULT_OPSET,
     verify_data: tuple[torch.Tensor, ...] | torch.Tensor | None = None,
+    quantize: str | None = None,
+    calibration_data: torch.Tensor | None = None,
+    verify_targets: torch.Tensor | None = None,
+    max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    max_rmse_increase: float = MAX_RMSE_INCREASE,
 ) -> onnx.ModelProto:
     """Export ``model`` (in eval mode) to one fused, verified float32 ONNX model with a dynamic batch dimension; returns it.
 
@@ -90,10 +97,19 @@ def export_module(
     ``fold=False`` keeps every coordinate map as a ``Mul`` and an ``Add`` (to measure what folding gains).
     Every failure raises a ``LutnetError`` (``VerificationError`` when the fused model does not match) and
     writes nothing.
+
+    ``quantize="int8"`` exports the int8 graph of ``lutnet export --quantize int8`` instead, for sequential models
+    (``lutnet.export.quantize.SEQUENTIAL``) with one input and one output. It calibrates on ``calibration_data``
+    (default: the example inputs; at least 16 rows), is verified bit for bit against the integer reference, and
+    its accuracy (or RMSE) against ``verify_targets`` (targets of ``verify_data``, else of the example inputs) must
+    stay within ``max_accuracy_drop`` (``max_rmse_increase``) of the eager module's; without targets, classes must
+    agree on all but ``max_accuracy_drop`` of the rows.
     """
     import torch
 
     target = _target(out, repository, name, version)
+    if quantize is not None:
+        check_quantize(quantize, mode, bins_out, max_error, max_accuracy_drop, max_rmse_increase)
     check_resolution(mode, bins_out, max_error)
     check_opset(opset)
     if task not in TASKS:
@@ -107,6 +123,17 @@ def export_module(
             outputs = _run(model, inputs, "example_inputs")
             input_names, output_names = _names(input_names, len(inputs), "input"), _names(output_names, len(outputs), "output")
             source = _torch_export(model, inputs, input_names, output_names, opset)
+            if quantize is not None:
+                proto, checked = _int8(model, source, inputs, extra, outputs, calibration_data, verify_targets, task,
+                                       input_names, output_names, opset, max_accuracy_drop, max_rmse_increase)
+                card = model_card(model, proto, [], task, labels, target, None) | training_ranges([], inputs, extra)
+                card[metadata.ACTIVATION] = "lut" if any(is_placeholder(node) for node in source.graph.node) else "none"
+                card |= quantization_card(checked, _calibration(inputs, calibration_data), "calibration data given to export_module"
+                                          if calibration_data is not None else "the example inputs")
+                helper.set_model_props(proto, card)
+                onnx.checker.check_model(proto, full_check=True)
+                _write(proto, target, None)
+                return proto
             probes = _probes(inputs, extra)
             if max_error is not None:
                 bins_out = _choose_bins(model, probes, mode, max_error, task)
@@ -117,13 +144,47 @@ def export_module(
     if not verification.passed:
         raise VerificationError("verification failed, nothing written: " + "; ".join(verification.failures))
     proto, monitor = lowered.proto, _monitor(lowered)
-    card = model_card(model, proto, lowered, task, labels, target, verification) | training_ranges(lowered, inputs, extra)
+    settings = [lookup.settings for lookup in lowered.lookups]
+    card = model_card(model, proto, settings, task, labels, target, verification.deviation) | training_ranges(settings, inputs, extra)
     if monitor is not None:
         card |= saturation_baseline(monitor, _feeds(input_names, inputs, extra))
     helper.set_model_props(proto, card)
     onnx.checker.check_model(proto, full_check=True)
     _write(proto, target, None if monitor is None else monitor.SerializeToString())
     return proto
+
+
+def _int8(model: nn.Module, source: onnx.ModelProto, inputs: tuple[torch.Tensor, ...], extra: tuple[torch.Tensor, ...] | None,
+          outputs: tuple[torch.Tensor, ...], calibration_data: torch.Tensor | None, verify_targets: torch.Tensor | None, task: str,
+          input_names: list[str], output_names: list[str], opset: int, max_accuracy_drop: float,
+          max_rmse_increase: float) -> tuple[onnx.ModelProto, QuantizedVerification]:
+    """The verified int8 graph of a sequential module (see ``export_module``)."""
+    if len(inputs) != 1 or len(outputs) != 1 or outputs[0].dim() != 2:
+        raise ModuleExportError("quantize='int8'", expected="a model with one input and one output [batch, outputs]",
+                                got=f"{len(inputs)} inputs, outputs {[list(o.shape) for o in outputs]}")
+    chain = module_chain(source)
+    qmodel = quantize_chain(chain, _calibration(inputs, calibration_data))
+    proto = build_quantized_graph(qmodel, num_outputs=int(outputs[0].shape[1]), card={}, opset=opset,
+                                  input_name=input_names[0], output_name=output_names[0])
+    probes = _probes(inputs, extra)
+    evaluation = extra[0] if extra is not None else inputs[0]
+    targets = None
+    if verify_targets is not None:
+        targets = verify_targets.detach().cpu().numpy()
+        if len(targets) != len(evaluation):
+            raise ModuleExportError("verify_targets", expected=f"{len(evaluation)} rows, one per row of verify_data (else of example_inputs)",
+                                    got=list(targets.shape))
+    float_outputs = _run(model, (evaluation,), "verify_data")[0].double().numpy()
+    checked = verify_quantized(proto, qmodel, probes.inputs[0].numpy(), evaluation.numpy(), float_outputs, targets,
+                               classification=task == "classification", max_accuracy_drop=max_accuracy_drop, max_rmse_increase=max_rmse_increase)
+    if not checked.passed:
+        raise VerificationError("int8 verification failed, nothing written: " + "; ".join(checked.failures))
+    return proto, checked
+
+
+def _calibration(inputs: tuple[torch.Tensor, ...], calibration_data: torch.Tensor | None) -> np.ndarray:
+    rows = inputs[0] if calibration_data is None else _as_inputs(calibration_data, "calibration_data")[0]
+    return rows.detach().double().cpu().numpy()
 
 
 def _target(out: str | os.PathLike[str] | None, root: str | os.PathLike[str] | None, name: str | None, version: int | None) -> Target:
@@ -374,9 +435,9 @@ def _eager_with_coordinates(model: nn.Module, probes: Probes, lookups: list[Any]
     return outputs, coordinates
 
 
-def model_card(model: nn.Module, proto: onnx.ModelProto, lowered: LoweredModel, task: str, labels: Sequence[str] | None, target: Target,
-               verification: Verification) -> dict[str, str]:
-    """Every ``lutnet.metadata`` key for an exported module (and the lut keys when it has LUT layers)."""
+def model_card(model: nn.Module, proto: onnx.ModelProto, settings: Sequence[LookupSettings], task: str, labels: Sequence[str] | None,
+               target: Target, deviation: float | None) -> dict[str, str]:
+    """Every ``lutnet.metadata`` key for an exported module (and the lut keys for the lookups of ``settings``, if any)."""
     first_input, first_output = proto.graph.input[0], proto.graph.output[0]
     card = {
         metadata.MODEL_NAME: target.name,
@@ -388,14 +449,13 @@ def model_card(model: nn.Module, proto: onnx.ModelProto, lowered: LoweredModel, 
         metadata.OUTPUT_SHAPE: json.dumps(_card_shape(first_output)),
         metadata.LABELS: json.dumps([str(label) for label in labels or []]),
         metadata.FAMILY: FAMILY,
-        metadata.ACTIVATION: "lut" if lowered.lookups else "none",
-        metadata.MERGE_MAX_ERROR: repr(verification.deviation),
+        metadata.ACTIVATION: "lut" if settings else "none",
+        metadata.MERGE_MAX_ERROR: "null" if deviation is None else repr(deviation),
         metadata.SOURCE_SHA256: state_sha256(model),
         metadata.TRAINING_METRICS: json.dumps({}),
         metadata.LUTNET_VERSION: __version__,
     }
-    if lowered.lookups:
-        settings = [lookup.settings for lookup in lowered.lookups]
+    if settings:
         one = lambda values: values[0] if len(set(values)) == 1 else json.dumps(values)  # noqa: E731
         card |= {metadata.LUT_MODE: one([s.mode for s in settings]), metadata.LUT_BINS: str(one([s.bins for s in settings])),
                  metadata.LUT_EXTRAPOLATE: one([s.extrapolate for s in settings])}
@@ -415,12 +475,12 @@ def state_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def training_ranges(lowered: LoweredModel, inputs: tuple[torch.Tensor, ...], extra: tuple[torch.Tensor, ...] | None) -> dict[str, str]:
+def training_ranges(settings: Sequence[LookupSettings], inputs: tuple[torch.Tensor, ...], extra: tuple[torch.Tensor, ...] | None) -> dict[str, str]:
     """Card entries for the ranges the model was calibrated on: the first input's features over the example inputs
     (and ``verify_data``) when it is a float tensor, and every lookup's tables."""
     rows = [inputs[0]] if extra is None else [inputs[0], extra[0]]
     input_range = InputRange.of_samples(np.concatenate([x.detach().double().cpu().numpy() for x in rows])) if rows[0].is_floating_point() else None
-    return range_card(input_range, [LayerTable(lookup.settings.table, lookup.settings.lo, lookup.settings.hi) for lookup in lowered.lookups])
+    return range_card(input_range, [LayerTable(s.table, s.lo, s.hi) for s in settings])
 
 
 def _feeds(names: Sequence[str], inputs: tuple[torch.Tensor, ...], extra: tuple[torch.Tensor, ...] | None) -> dict[str, np.ndarray]:

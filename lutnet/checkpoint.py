@@ -32,6 +32,7 @@ CONFIG_FILE = "config.json"
 TENSOR_FILE = "model.safetensors"
 # Written by the trainer beside config.json: the raw test inputs ``X`` and targets ``y``, which export verifies on.
 TEST_SPLIT_FILE = "test_split.safetensors"
+CALIBRATION_FILE = "calibration.safetensors"  # a sample of the raw training inputs ``X``: int8 export calibrates on it
 
 
 @dataclass

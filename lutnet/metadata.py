@@ -32,6 +32,9 @@ SATURATION_BASELINE = PREFIX + "lut_saturation_baseline"
 # The output of the monitor graph (lutnet.repository.MONITOR_FILE): per LUT layer, the fraction of pre-activations outside its tables.
 SATURATION_OUTPUT = "lut_saturation"
 
+# int8 exports only: JSON {"scheme", "weights", "activations", "calibration": {"source", "rows", "sha256"},
+# "evaluation": {"rows", "metric", "float", "int8", "change", "class_agreement"}, "exact"} (lutnet.export.quantize).
+QUANTIZATION = PREFIX + "quantization"
 
 DEFAULT_INPUT_NAME = "input"
 DEFAULT_OUTPUT_NAME = "output"

@@ -37,7 +37,8 @@ def channels_to_show(rows: int, cap: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PlottedLayer:
-    """One LUT layer as the plot needs it: its name, knots ``[R, K+1]``, range and settings (float64)."""
+    """One LUT layer as the plot needs it: its name, knots ``[R, K+1]``, range and settings (float64), and optionally
+    a panel title per row (say, which input drives the channel) instead of the row number."""
 
     name: str
     table: np.ndarray
@@ -46,6 +47,7 @@ class PlottedLayer:
     mode: str
     extrapolate: str
     init: str
+    labels: tuple[str, ...] | None = None
 
 
 def checkpoint_layers(checkpoint: Checkpoint) -> list[PlottedLayer]:
@@ -111,7 +113,11 @@ def draw_panel(ax: object, layer: PlottedLayer, row: int, total: int) -> None:
     ax.set_xlim(x[0], x[-1])
     ax.tick_params(labelsize=5, length=2, pad=1)
     if total > 1:
-        ax.set_title(f"c{row}", fontsize=6, pad=2)
+        ax.set_title(panel_title(layer, row), fontsize=6, pad=2)
+
+
+def panel_title(layer: PlottedLayer, row: int) -> str:
+    return layer.labels[row] if layer.labels is not None else f"c{row}"
 
 
 def plot_activations(model: nn.Module, path: str | os.PathLike[str], *, max_channels: int = 64, title: str | None = None) -> Path:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 import lutnet
 from lutnet import ranges, tensorfile
 from lutnet.atomic import write_text_atomic
-from lutnet.checkpoint import CONFIG_FILE, TENSOR_FILE, TEST_SPLIT_FILE, write_checkpoint
+from lutnet.checkpoint import CALIBRATION_FILE, CONFIG_FILE, TENSOR_FILE, TEST_SPLIT_FILE, write_checkpoint
 from lutnet.errors import CheckpointError, LutnetError
 from lutnet.lut import table_movement
 from lutnet.spec import LUTSpec, ModelSpec
@@ -50,6 +50,7 @@ STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state-{epoch}.safetensors"  # one file per saved epoch; train_state.json names the current one
 METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 2048
+CALIBRATION_ROWS = 2048  # enough rows to see each channel's range, at most a few MB for image inputs
 # Settings that only say how or where to run; everything else defines the run and must match on --resume.
 RUNTIME_FIELDS = ("device", "threads", "out", "resume", "quiet", "stop_after")
 SELECTIONS = ("metric", "loss")
@@ -202,6 +203,7 @@ def _train(config: TrainConfig, out: Path, saved: dict[str, Any] | None, device:
         out.mkdir(parents=True, exist_ok=True)
         info = checkpoint_info(config, data, metrics, history, best["epoch"], movements(model))
         write_test_split(out, data)
+        write_calibration_split(out, data, config.seed)
         write_checkpoint(checkpoint_from_model(model.cpu(), labels=data.labels, info=info), out)
         remove_state(out)
         if not config.quiet:
@@ -478,6 +480,12 @@ def write_test_split(out: Path, data: Dataset) -> None:
     """The raw test inputs ``X`` (model input shape) and targets ``y`` beside the checkpoint, so ``lutnet export`` verifies on them."""
     y_dtype = np.int64 if data.task == "classification" else np.float32
     tensorfile.save_file({"X": np.asarray(data.X_test, dtype=np.float32), "y": np.asarray(data.y_test, dtype=y_dtype)}, out / TEST_SPLIT_FILE)
+
+
+def write_calibration_split(out: Path, data: Dataset, seed: int) -> None:
+    """A seeded sample of at most ``CALIBRATION_ROWS`` raw training inputs ``X``, on which ``lutnet export --quantize`` calibrates."""
+    rows = np.random.default_rng(seed).permutation(len(data.X_train))[:CALIBRATION_ROWS]
+    tensorfile.save_file({"X": np.asarray(data.X_train, dtype=np.float32)[np.sort(rows)]}, out / CALIBRATION_FILE)
 
 
 def summary_line(data: Dataset, spec: ModelSpec, metrics: dict[str, dict[str, float]], epochs: int, best_epoch: int, out: Path) -> str:

@@ -35,7 +35,7 @@ ModelBuilder = Callable[[list[int], int], nn.Module]  # (layer widths [features,
 class RunConfig:
     """One training run of one peer on one split."""
 
-    split: Path
+    splits: tuple[Path, ...]  # one split for every seed, or one per seed (seed i trains on split i)
     target_params: int
     depth: int
     seeds: tuple[int, ...]
@@ -50,7 +50,8 @@ class RunConfig:
 def parse_config(argv: Sequence[str] | None, description: str) -> RunConfig:
     """Read the runner's command line (the same for every peer) into a RunConfig."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("split", type=Path, help=".npz written by benchmarks.peers.datasets.write_npz")
+    parser.add_argument("splits", type=Path, nargs="+", metavar="split",
+                        help=".npz written by benchmarks.peers.datasets.write_npz; several: one per seed, in the order of --seeds")
     parser.add_argument("--params", type=int, default=20_000, help="target trainable parameter count (hit within +-5%%)")
     parser.add_argument("--depth", type=int, default=1, help="hidden layers, all of the width that meets the budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training run per seed, in one process")
@@ -61,8 +62,10 @@ def parse_config(argv: Sequence[str] | None, description: str) -> RunConfig:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--onnx-out", type=Path, default=None, help="export the trained model here with torch.onnx.export")
     args = parser.parse_args(argv)
+    if len(args.splits) not in (1, len(args.seeds)):
+        parser.error(f"expected one split or one per seed ({len(args.seeds)}), got {len(args.splits)}")
     return RunConfig(
-        args.split, args.params, args.depth, tuple(args.seeds), args.max_epochs, args.max_seconds, args.batch_size, args.lr, args.threads, args.onnx_out
+        tuple(args.splits), args.params, args.depth, tuple(args.seeds), args.max_epochs, args.max_seconds, args.batch_size, args.lr, args.threads, args.onnx_out
     )
 
 
@@ -234,11 +237,13 @@ def run_peer(peer: str, build: ModelBuilder, packages: Sequence[str], argv: Sequ
 def run(peer: str, build: ModelBuilder, packages: Sequence[str], config: RunConfig) -> dict[str, object]:
     """Every seed in one process (the libraries take seconds to import); the first seed's model is the one exported."""
     torch.set_num_threads(config.threads)
-    split = read_npz(config.split)
+    splits = [read_npz(path) for path in config.splits]
+    splits *= len(config.seeds) // len(splits)
+    split = splits[0]
     widths = layer_widths(split.n_features, width_for_budget(build, split.n_features, split.n_outputs, config.target_params, config.depth),
                           config.depth, split.n_outputs)
     models, runs = [], []
-    for seed in config.seeds:
+    for seed, split in zip(config.seeds, splits, strict=True):
         torch.manual_seed(seed)
         model = ScaledModel(build(widths, seed), split)
         report = train(model, split, config, seed)
@@ -257,9 +262,9 @@ def run(peer: str, build: ModelBuilder, packages: Sequence[str], config: RunConf
         "params": trainable_parameters(models[0]),
         "target_params": config.target_params,
         "runs": runs,
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "config": {**asdict(config), "splits": [str(path) for path in config.splits], "onnx_out": str(config.onnx_out) if config.onnx_out else None},
         "versions": versions(packages),
     }
     if config.onnx_out is not None:
-        result["onnx"] = export_onnx(models[0], split, config.onnx_out)
+        result["onnx"] = export_onnx(models[0], splits[0], config.onnx_out)
     return result

@@ -44,11 +44,15 @@ SERVED_HIDDEN = 266  # 64-266-10 ReLU MLP: 19,956 parameters, the size of the le
 LEARNING_PEERS = [peer for peer in PEERS.values() if peer.role == "learning"]
 
 
-def run_learning_peer(peer: Peer, split_path: Path, *, params: int, seeds: Sequence[int], max_epochs: int, max_seconds: float) -> dict[str, object]:
-    """Train one peer in its own environment, once per seed; its runner prints one JSON object."""
+def run_learning_peer(peer: Peer, splits: Sequence[Path], *, params: int, seeds: Sequence[int], max_epochs: int, max_seconds: float,
+                      export: bool = True) -> dict[str, object]:
+    """Train one peer in its own environment, once per seed (on one split, or one split per seed); its runner prints one JSON object.
+
+    ``export`` writes the first seed's model to ONNX (``WORK/<peer>.onnx``), for suites that time or check the graph.
+    """
     command = [
-        str(peer.python), "-m", f"benchmarks.peers.run_{peer.name}", str(split_path), "--params", str(params), "--seeds", *map(str, seeds),
-        "--max-epochs", str(max_epochs), "--max-seconds", str(max_seconds), "--onnx-out", str(WORK / f"{peer.name}.onnx"),
+        str(peer.python), "-m", f"benchmarks.peers.run_{peer.name}", *map(str, splits), "--params", str(params), "--seeds", *map(str, seeds),
+        "--max-epochs", str(max_epochs), "--max-seconds", str(max_seconds), *(["--onnx-out", str(WORK / f"{peer.name}.onnx")] if export else []),
     ]
     completed = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True)
     if completed.returncode != 0:
@@ -213,7 +217,7 @@ def smoke(args: argparse.Namespace) -> dict[str, object]:
     write_npz(split, split_path)
     learning = []
     for peer in tqdm(LEARNING_PEERS, desc="learning peers"):
-        result = run_learning_peer(peer, split_path, params=args.params, seeds=args.seeds, max_epochs=args.max_epochs, max_seconds=args.max_seconds)
+        result = run_learning_peer(peer, [split_path], params=args.params, seeds=args.seeds, max_epochs=args.max_epochs, max_seconds=args.max_seconds)
         if result["onnx"]["exported"]:
             path = Path(result["onnx"]["path"])
             result["onnx"]["latency_seconds_1_thread"] = {f"b{batch}": onnx_latency(path, batch, repeats=repeats) for batch, repeats in LATENCY_REPEATS.items()}

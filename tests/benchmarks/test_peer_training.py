@@ -87,6 +87,26 @@ def test_regression_is_scored_in_the_targets_units(tmp_path, capsys):
     assert run["test"]["r2"] > 0.2 and 30 < run["test"]["rmse"] < float(np.std(y))
 
 
+def test_one_split_per_seed_trains_each_seed_on_its_own_split_as_a_run_of_its_own_would(tmp_path, capsys):
+    """Several splits pair with --seeds in order; each seed's run equals that seed run alone on its split."""
+    first, second = sklearn_digits(seed=0), sklearn_digits(seed=1)
+    write_npz(first, tmp_path / "a.npz")
+    write_npz(second, tmp_path / "b.npz")
+    options = ["--params", "2000", "--max-epochs", "2"]
+    assert run_peer("relu", relu_mlp, [], [str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), *options, "--seeds", "0", "1"]) == 0
+    together = json.loads(capsys.readouterr().out)["runs"]
+    assert run_peer("relu", relu_mlp, [], [str(tmp_path / "b.npz"), *options, "--seeds", "1"]) == 0
+    alone = json.loads(capsys.readouterr().out)["runs"]
+    assert [run["seed"] for run in together] == [0, 1]
+    assert (together[1]["val"], together[1]["test"]) == (alone[0]["val"], alone[0]["test"]) != (together[0]["val"], together[0]["test"])
+
+
+def test_split_count_must_match_the_seeds(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_peer("relu", relu_mlp, [], [str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--seeds", "0", "1", "2"])
+    assert "expected one split or one per seed (3), got 2" in capsys.readouterr().err
+
+
 def test_bad_split_path_exits_2_with_one_line(tmp_path, capsys):
     assert run_peer("relu", relu_mlp, [], [str(tmp_path / "absent.npz")]) == 2
     captured = capsys.readouterr()

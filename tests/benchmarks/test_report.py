@@ -179,6 +179,37 @@ def test_function_fitting_counts_wins_over_relu_and_gelu_and_the_median_ratio():
     assert "**Function fitting at equal parameter count**" in report.render_readme_snippet({"function_fitting": result})
 
 
+def test_function_fitting_tables_the_peers_with_verdicts_their_budget_and_the_plots():
+    """Peers get columns with their verdict against ReLU, a tally of lut_linear against each, and how their time cap bound."""
+    rows = [summary("f1", "lut_linear", 0.05, 0.001, "relative_rmse"), summary("f1", "relu", 0.10, 0.001, "relative_rmse"),
+            summary("f1", "gelu", 0.08, 0.001, "relative_rmse"), summary("f1", "pykan", 0.04, 0.001, "relative_rmse"),
+            summary("f1", "inkan", 0.0502, 0.01, "relative_rmse"),
+            summary("f2", "lut_linear", 0.09, 0.001, "relative_rmse"), summary("f2", "relu", 0.10, 0.001, "relative_rmse"),
+            summary("f2", "pykan", 0.12, 0.001, "relative_rmse")]
+    peer_run = lambda model, epochs, best: {"dataset": "f1", "model": model, "epochs": epochs, "best_epoch": best}  # noqa: E731
+    settings = {"seeds": [0, 1, 2, 3, 4], "budgets": {}, "trainer_defaults": {"epochs": 40, "patience": 10}, "peer_epochs": 60,
+                "peer_seconds_cap": {"f1": 12.0, "f2": 12.0},
+                "merges": [{"models": ["pykan", "inkan"], "seeds": [0, 1, 2, 3, 4], "onto_machine": {"date": "2025-05-05"}}]}
+    result = {"suite": "function_fitting", "machine": MACHINE, "settings": settings, "summary": rows,
+              "runs": [peer_run("pykan", 60, 41), peer_run("pykan", 20, 20), peer_run("inkan", 30, 12), {"dataset": "f1", "model": "relu", "epochs": 3}]}
+    plots = {"suite": "fitting_plots", "machine": MACHINE, "model": "lut_linear", "seed": 0,
+             "plots": {"f1": {"png": "fitting_f1.png", "formula": "f1: y = sin(x)", "hidden": [36, 36], "test_relative_rmse": 0.0421,
+                              "table_movement": [0.25, 1.5]}}}
+    text = report.render_results({"function_fitting": result, "fitting_plots": plots})
+    assert "| task | lut_linear | relu | gelu | pykan | inkan |" in text
+    assert "0.0400 ± 0.0010 (wins)" in text and "0.1200 ± 0.0010 (loses)" in text  # the peers' own verdicts against ReLU
+    assert "wins on **1**, ties on 0 and loses on 1 of 2 tasks against pykan" in text
+    assert "wins on **0**, ties on 1 and loses on 0 of 1 tasks against inkan" in text
+    assert "at most 60 epochs or 12 s of training, whichever comes first. Runs the time cap ended early: pykan 1 of 2 (1 of them at an " \
+           "epoch that was still their best; median 40 epochs); inkan 1 of 1 (0 of them" in text
+    assert "added with `--merge` to results measured 2025-05-05" in text
+    assert "`f1: y = sin(x)`: hidden 36x36, test RMSE / std 0.042, tables moved 0.250, 1.500 from init" in text
+    assert "![learned activations of f1](results/fitting_f1.png)" in text
+    snippet = report.render_readme_snippet({"function_fitting": result, "fitting_plots": plots})
+    assert "against pykan" in snippet and "[f1](benchmarks/results/fitting_f1.png)" in snippet
+    assert "not drawn yet" in report.render_results({"function_fitting": result})
+
+
 def test_module_export_latency_is_tabled_with_its_targets():
     run = lambda fused, original, met: {"median_us": {"fused": fused, "unfolded": fused * 1.1, "original": original},  # noqa: E731
                                         "fused_vs_original": fused / original, "unfolded_vs_fused": 1.1, "met": met}
@@ -238,3 +269,25 @@ def test_equal_latency_names_the_sessions_timed_per_graph():
     assert "sessions of each graph" not in report.render_results({"equal_latency": result})
     result["settings"]["sessions_per_graph"] = 3
     assert "the median over 3 sessions of each graph" in report.render_results({"equal_latency": result})
+
+
+def test_int8_latency_accuracy_and_sizes_come_from_the_files_with_their_verdicts():
+    point = lambda scale, met: {"median_us": {v: scale * (i + 1) for i, v in enumerate(report.INT8_VARIANTS)},  # noqa: E731
+                                "vs_float_relu": {"ratio": 0.81, "target": 1.0, "met": met},
+                                "vs_ort_int8_relu": {"ratio": 1.73, "target": 1.0, "met": False}}
+    family = {"accuracy": {v: 0.97 for v in report.INT8_VARIANTS}, "file_kib": {v: 100.0 + i for i, v in enumerate(report.INT8_VARIANTS)},
+              "batch_32": point(10.0, True), "batch_1024": point(1000.0, False),
+              "kernels_us": {"batch": 1024, "float_relu": {"Gemm": 900.0}, "int8_lut": {"GatherElements": 600.0, "QLinearMatMul": 500.0},
+                             "ort_int8_relu": {"QLinearMatMul": 700.0}}}
+    results = {"int8": {"suite": "int8", "machine": MACHINE, "batches": [32, 1024], "families": {"mlp": family}},
+               "int8_accuracy": {"suite": "int8_accuracy", "machine": MACHINE, "runs": [
+                   {"dataset": "digits", "seed": 0, "metric": "accuracy", "float": 0.97, "int8": 0.96, "change": -0.01, "within_bound": False},
+                   {"dataset": "diabetes", "seed": 0, "metric": "rmse", "float": 55.0, "int8": 55.5, "change": 0.009, "within_bound": True}]}}
+    text = report.int8_section(results)
+    assert "| mlp | 32 | 10 | 20 | 30 | 40 | 50 | 0.81x (met) | 1.73x (**missed**, target <= 1.0x) |" in text
+    assert "| mlp | 1024 | 1000 |" in text and "0.81x (**missed**, target <= 1.0x)" in text
+    assert "| mlp | 0.9700 | 0.9700 | 0.9700 | 0.9700 | 0.9700 | 100 | 101 | 102 | 103 | 104 |" in text
+    assert "| digits | 0 | accuracy | 0.9700 | 0.9600 | -1.00 points | **outside** |" in text
+    assert "| diabetes | 0 | rmse | 55.0000 | 55.5000 | +0.9 % | within |" in text
+    assert "| mlp | 1024 | int8_lut | 1100 | GatherElements 600, QLinearMatMul 500 |" in text
+    assert "python -m benchmarks.int8" in report.int8_section({}) and "Not measured yet" in report.int8_section({})

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 
 import pytest
 
@@ -26,6 +28,16 @@ def test_every_peer_has_a_fully_pinned_list_with_torch_2_13():
         assert peer.name in names and "onnxruntime" in names
         if peer.role == "learning":
             assert "torch==2.13.0" in lines and {"onnx", "onnxscript"} <= names
+
+
+def test_learning_peers_pin_every_dependency_of_lutnets_core():
+    """The runners import lutnet's core (errors, data splits), so its install requirements must be in each learning environment."""
+    project = tomllib.loads((setup.REPOSITORY / "pyproject.toml").read_text())["project"]
+    core = {re.split(r"[<>=!~ \[]", requirement)[0].lower() for requirement in project["dependencies"]}
+    for peer in PEERS.values():
+        if peer.role == "learning":
+            names = {line.split("==")[0].lower() for line in peer.requirements.read_text().splitlines() if line and not line.startswith("#")}
+            assert core <= names, (peer.name, sorted(core - names))
 
 
 def test_unknown_peer_names_the_known_ones():

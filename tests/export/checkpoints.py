@@ -52,6 +52,8 @@ def convnet_spec(**lut: object) -> ModelSpec:
     return ModelSpec(family="convnet", input_shape=(2, 6, 5), num_outputs=3, hidden=(4, 3), lut=LUTSpec(bins=8, **lut))
 
 
-# Every model-card key lutnet.metadata defines, and those only LUT models carry.
-CARD_KEYS = {value for name, value in vars(metadata).items() if name.isupper() and name != "PREFIX" and value.startswith(metadata.PREFIX)}
+# Every model-card key lutnet.metadata defines for a float export (the quantization record is for int8 exports only),
+# and those only LUT models carry.
+CARD_KEYS = {value for name, value in vars(metadata).items() if name.isupper() and name != "PREFIX" and value.startswith(metadata.PREFIX)} \
+    - {metadata.QUANTIZATION}
 LUT_KEYS = {metadata.LUT_MODE, metadata.LUT_BINS, metadata.LUT_EXTRAPOLATE}

@@ -1,6 +1,7 @@
 """``lutnet plot``: a readable PNG of every learned activation, and clear errors."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from lutnet.checkpoint import read_checkpoint, write_checkpoint
 from lutnet.lut import activation_function, linear_interpolation_bound
 from lutnet.spec import LUTSpec, ModelSpec
 from lutnet.training.models import build_model, checkpoint_from_model
-from lutnet.training.plot import activation_curves, channels_to_show, checkpoint_layers
+from lutnet.training.plot import activation_curves, channels_to_show, checkpoint_layers, panel_title, render
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -48,6 +49,14 @@ def test_curves_are_the_checkpoint_function_and_its_init(tmp_path: Path) -> None
     assert x[0] < lo and x[-1] > hi and inside.sum() > 100
     np.testing.assert_allclose(learned[inside], initial[inside], atol=float(linear_interpolation_bound(np.array([lo]), np.array([hi]), 16, 0.8)[0]))
     np.testing.assert_allclose(initial, activation_function("gelu")(x))
+
+
+def test_panels_are_titled_by_row_number_or_by_the_layers_own_labels(tmp_path: Path) -> None:
+    layer = checkpoint_layers(read_checkpoint(checkpoint_dir(tmp_path)))[1]
+    assert [panel_title(layer, row) for row in (0, 4)] == ["c0", "c4"]
+    labelled = dataclasses.replace(layer, labels=tuple(f"x{row}" for row in range(5)))
+    assert [panel_title(labelled, row) for row in (0, 4)] == ["x0", "x4"]
+    assert render([labelled], 8, "labelled").startswith(PNG_SIGNATURE)
 
 
 def test_plot_of_a_baseline_or_missing_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -45,7 +45,7 @@ def test_short_digits_run_beats_chance_and_writes_a_complete_checkpoint(tmp_path
     """4 epochs of the LUT-MLP on digits: test accuracy far above chance (0.1), measured independently."""
     out = tmp_path / "run"
     assert train("--out", str(out), "--epochs", "4", *FAST) == 0
-    assert run_files(out) == {"config.json", "model.safetensors", "metrics.jsonl", "test_split.safetensors"}
+    assert run_files(out) == {"config.json", "model.safetensors", "metrics.jsonl", "test_split.safetensors", "calibration.safetensors"}
     checkpoint = read_checkpoint(out)
     data = load_dataset("digits", seed=0)
     split = tensorfile.load_file(out / TEST_SPLIT_FILE)
@@ -193,7 +193,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path: Path) -> None:
     completed = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert train("--out", str(single), *settings) == 0
-    assert run_files(ddp) == {"config.json", "model.safetensors", "metrics.jsonl", "test_split.safetensors"}
+    assert run_files(ddp) == {"config.json", "model.safetensors", "metrics.jsonl", "test_split.safetensors", "calibration.safetensors"}
     assert [h["epoch"] for h in history(ddp)] == [1, 2, 3]
     accuracy = read_checkpoint(ddp).info["metrics"]["test"]["accuracy"]
     assert accuracy > 0.85 and abs(accuracy - read_checkpoint(single).info["metrics"]["test"]["accuracy"]) < 0.05
