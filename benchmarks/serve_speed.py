@@ -350,14 +350,16 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
 def interleaved_rounds(servers: dict[str, Any], scenarios: Sequence[Scenario], files: dict[str, tuple[Path, dict[str, str]]],
                        client_pin: list[str], warmup: int, duration: int, repeats: int, desc: str) -> dict[str, list[dict[str, Any]]]:
     """Each scenario's answer checked and its server warmed up, then ``repeats`` rounds that run every scenario in turn,
-    so load drift on the machine hits all of them alike; every run of every scenario."""
+    so load drift on the machine hits all of them alike; every run of every scenario. Each round starts one scenario
+    later than the one before, so no scenario always runs first, or always right after the same one."""
     runs: dict[str, list[dict[str, Any]]] = {scenario.name: [] for scenario in scenarios}
     for scenario in scenarios:
         check_answer(servers[scenario.server][0], scenario.path, *files[scenario.body])
         run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], warmup)
     with tqdm(total=repeats * len(scenarios), desc=desc) as progress:
-        for _ in range(repeats):
-            for scenario in scenarios:
+        for round_ in range(repeats):
+            shift = round_ % len(scenarios)
+            for scenario in [*scenarios[shift:], *scenarios[:shift]]:
                 runs[scenario.name].append(run_wrk(client_pin, servers[scenario.server], scenario, *files[scenario.body], duration))
                 progress.update()
     return runs

@@ -141,10 +141,9 @@ class DataPlane:
         finished = time.perf_counter_ns()
         # Counted in the event loop's next pass: the route writes the response in this one, so the client does not
         # wait for the bookkeeping (at concurrency 1 that is several percent of a batch-1 request's time).
-        loop = asyncio.get_running_loop()
-        loop.call_soon(model.stats.record_success, finished - started, decoded - started, result.queue_ns, result.compute_ns, finished - computed, rows)
-        if model.monitor is not None:
-            loop.call_soon(model.monitor.observe, inputs, rows)
+        # One callback for both the statistics and the monitor: at high concurrency the loop's per-callback cost shows.
+        asyncio.get_running_loop().call_soon(_count, model, finished - started, decoded - started, result.queue_ns, result.compute_ns,
+                                             finished - computed, rows, inputs)
         return reply
 
     async def repository_index(self, ready_only: bool) -> list[dict[str, Any]]:
@@ -156,3 +155,10 @@ class DataPlane:
 
     async def unload(self, name: str) -> None:
         await self.registry.unload(name)
+
+
+def _count(model: Any, total_ns: int, decode_ns: int, queue_ns: int, compute_ns: int, encode_ns: int, rows: int, inputs: dict[str, Any]) -> None:
+    """After the response: a request's latency statistics and, where the model is watched, its monitor."""
+    model.stats.record_success(total_ns, decode_ns, queue_ns, compute_ns, encode_ns, rows)
+    if model.monitor is not None:
+        model.monitor.observe(inputs, rows)
