@@ -4,8 +4,14 @@
 ``lutnet train``'s defaults and a training range in its card (random weights: speed does not depend on their
 values), starts three servers on one core: monitors off (``--no-range-monitor --saturation-sample-rate 0``),
 range monitoring alone (``--saturation-sample-rate 0``), and the defaults (range monitoring and saturation sampled
-at the default rate). ``wrk`` on another core sends v2 JSON batch-1 requests at concurrency 1 and 64, rounds
-interleaved. Writes ``benchmarks/results/monitor_cost.json`` (medians, every run, targets). About 2 minutes.
+at the default rate), plus a second monitors-off server as a control: the difference between two identical
+servers is the resolution of the requests/s comparison. ``wrk`` on another core sends v2 JSON batch-1 requests at
+concurrency 1 and 64, rounds interleaved.
+
+Then, with ``py-spy`` (the ``dev`` extra), the defaults server is profiled under the same load: the share of its
+CPU samples inside ``lutnet/service/monitor.py`` is the monitors' cost measured inside one process, free of the
+differences between processes that the control shows. Writes ``benchmarks/results/monitor_cost.json`` (medians,
+every run, the control, the profile, targets). About 5 minutes.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import write_results
+from lutnet.errors import LutnetError
 from benchmarks.serve_speed import INFER, Scenario, bodies, cores, interleaved_rounds, medians, running_servers
 from lutnet.checkpoint import write_checkpoint
 from lutnet.ranges import CHECKPOINT_KEY, InputRange
@@ -36,6 +45,7 @@ SERVERS = {
     "off": ["--no-range-monitor", "--saturation-sample-rate", "0"],
     "range": ["--saturation-sample-rate", "0"],
     "defaults": [],
+    "off_again": ["--no-range-monitor", "--saturation-sample-rate", "0"],  # the control: identical to "off"
 }
 SCENARIOS = [Scenario(f"{server}_c{c}", server, INFER, "json_b1", c) for c in (1, 64) for server in SERVERS]
 TARGET_COST = 0.03  # requests/s lost to monitoring, at most
@@ -60,8 +70,42 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
         costs[f"range_cost_c{c}"] = 1 - rps[f"range_c{c}"] / rps[f"off_c{c}"]
         costs[f"saturation_cost_c{c}"] = 1 - rps[f"defaults_c{c}"] / rps[f"range_c{c}"]
         costs[f"total_cost_c{c}"] = 1 - rps[f"defaults_c{c}"] / rps[f"off_c{c}"]
-    met = {name: value <= TARGET_COST for name, value in costs.items() if not name.startswith("total")}
+        costs[f"control_difference_c{c}"] = 1 - rps[f"off_again_c{c}"] / rps[f"off_c{c}"]
+    met = {name: value <= TARGET_COST for name, value in costs.items() if not name.startswith(("total", "control"))}
     return {"comparisons": costs, "target_cost": TARGET_COST, "targets_met": met}
+
+
+MONITOR_SOURCE = "service/monitor.py"
+
+
+def py_spy() -> str:
+    """The py-spy executable (on PATH, or beside this Python), or "" without one."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.is_file() else "")
+
+
+def profile_shares(pid: int, port: int, client_pin: list[str], files: dict[str, tuple[Path, dict[str, str]]], seconds: int) -> dict[str, Any]:
+    """Per concurrency, the share of the server's CPU samples (py-spy, 500 Hz, idle excluded) with a frame in the monitors' module."""
+    from benchmarks.serve_speed import run_wrk
+
+    shares: dict[str, Any] = {}
+    for concurrency in (1, 64):
+        with tempfile.TemporaryDirectory(prefix="lutnet-spy-") as folder:
+            out = Path(folder, "stacks.txt")
+            spy = subprocess.Popen([py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", "500", "-f", "raw", "-o", str(out), "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            run_wrk(client_pin, (port, pid), Scenario(f"profile_c{concurrency}", "defaults", INFER, "json_b1", concurrency),
+                    *files["json_b1"], seconds)
+            if spy.wait(timeout=seconds + 30) != 0 or not out.is_file():
+                raise LutnetError("py-spy record", expected="a profile of the server (py-spy needs ptrace rights)", got=f"exit code {spy.returncode}")
+            total = inside = 0
+            for line in out.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                total += int(count)
+                inside += int(count) if MONITOR_SOURCE in stack else 0
+        shares[f"c{concurrency}"] = {"samples": total, "monitor_samples": inside, "share": inside / total if total else None}
+    shares["target_met"] = {name: entry["share"] is not None and entry["share"] <= TARGET_COST for name, entry in shares.items()}
+    return shares
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=2, help="seconds of load per run (default 2)")
     parser.add_argument("--repeats", type=int, default=7, help="rounds over every scenario; medians are reported (default 7)")
     parser.add_argument("--quick", action="store_true", help="smoke-sized run: 1 s runs, 2 rounds")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the defaults server")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.repeats = 1, 2
@@ -80,8 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = bodies(WORK)
     server_pin, client_pin = cores()
     load_before = os.getloadavg()
+    profile = None
     with running_servers(repository, server_pin, SERVERS, WORK) as servers:
         runs = interleaved_rounds(servers, SCENARIOS, files, client_pin, 1, args.duration, args.repeats, "monitor_cost")
+        if py_spy() and not args.no_profile:
+            profile = profile_shares(servers["defaults"][1], servers["defaults"][0], client_pin, files, 4 * args.duration)
     summary = {name: medians(values) for name, values in runs.items()}
     result = {
         "setup": {
@@ -97,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "medians": summary,
         **derived(summary),
+        "profile": profile,
         "runs": runs,
     }
     path = write_results("monitor_cost", result)

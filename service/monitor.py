@@ -135,28 +135,43 @@ class RangeCounts:
 
 
 class SaturationWindow:
-    """Per LUT layer, the fraction of pre-activations outside the tables over the recent sampled requests, weighted by rows."""
+    """Per LUT layer, the fraction of pre-activations outside the tables over the recent sampled requests, weighted by rows.
+
+    Running sums follow the window as samples enter and leave it, so reading the ratios after each sample (to warn)
+    costs the same whatever the window's size.
+    """
 
     def __init__(self, layers: int, window: int | None) -> None:
         self.layers = layers
         self.recent: deque[tuple[int, list[float]]] = deque(maxlen=window)
+        self._rows = 0
+        self._saturated = [0.0] * layers  # sum over the window of rows * fraction, per layer
 
-    def record(self, rows: int, fractions: np.ndarray) -> None:
-        self.recent.append((rows, [float(f) for f in fractions]))
+    def record(self, rows: int, fractions: np.ndarray | list[float]) -> None:
+        entry = (int(rows), [float(f) for f in fractions])
+        if self.recent.maxlen is not None and len(self.recent) == self.recent.maxlen:
+            self._move(*self.recent[0], -1)
+        self.recent.append(entry)
+        self._move(*entry, 1)
+
+    def _move(self, rows: int, fractions: list[float], sign: int) -> None:
+        self._rows += sign * rows
+        self._saturated = [total + sign * rows * f for total, f in zip(self._saturated, fractions, strict=False)]
 
     def ratios(self) -> list[float] | None:
         """Per layer, saturated pre-activations over all in the window; None before the first sample."""
         if not self.recent:
             return None
-        rows = np.array([n for n, _ in self.recent], dtype=np.float64)
-        fractions = np.array([f for _, f in self.recent], dtype=np.float64)  # (samples, layers)
-        return (rows @ fractions / rows.sum()).tolist()
+        if self._rows <= 0:
+            return [0.0] * self.layers
+        return [max(total, 0.0) / self._rows for total in self._saturated]
 
     def state(self) -> dict[str, Any]:
         return {"layers": self.layers, "recent": list(self.recent)}
 
     def absorb(self, state: dict[str, Any]) -> None:
-        self.recent.extend((rows, fractions) for rows, fractions in state["recent"])
+        for rows, fractions in state["recent"]:
+            self.record(rows, fractions)
 
     def to_dict(self) -> dict[str, Any]:
         ratios = self.ratios()
@@ -186,7 +201,7 @@ class InputMonitor:
         """Count one answered request's decoded inputs (called after the response)."""
         if self.counts is not None:
             x = inputs[self.input_name]
-            self.counts.record(x.reshape(len(x), -1))
+            self.counts.record(x if x.ndim == 2 else x.reshape(len(x), -1))
         if self._saturation is not None:
             self._countdown -= 1
             if self._countdown <= 0:

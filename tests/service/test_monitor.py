@@ -214,3 +214,18 @@ def test_no_warning_at_the_level_the_model_was_exported_with(served: tuple[Path,
         for start in range(0, 64, 8):
             send(client, "ranged", typical[start : start + 8])
     assert not [r for r in caplog.records if "saturation" in r.getMessage()]
+
+
+def test_saturation_window_running_sums_equal_the_window_average_as_samples_leave() -> None:
+    from lutnet.service.monitor import SaturationWindow
+
+    rng = np.random.default_rng(0)
+    window, other = SaturationWindow(2, 5), SaturationWindow(2, 5)
+    for _ in range(40):  # many more samples than the window holds: every one enters and most leave
+        window.record(int(rng.integers(1, 65)), rng.random(2))
+        other.absorb({"recent": [(int(rng.integers(1, 65)), rng.random(2).tolist())]})
+        for w in (window, other):
+            rows = np.array([n for n, _ in w.recent], dtype=np.float64)
+            expected = rows @ np.array([f for _, f in w.recent]) / rows.sum()
+            np.testing.assert_allclose(w.ratios(), expected, rtol=1e-9, atol=1e-12)
+    assert len(window.recent) == 5 and SaturationWindow(3, 4).ratios() is None
