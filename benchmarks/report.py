@@ -837,10 +837,22 @@ def monitor_cost_rows(results: Results) -> list[list[object]]:
               "total": "both (defaults vs off)"}
     rows: list[list[object]] = []
     for name, value in cost.get("comparisons", {}).items():
+        if name.startswith("control_difference_c"):
+            rows.append([f"control: two identical monitors-off servers, c={name.rsplit('_c', 1)[1]}", f"{100 * value:.1f} %",
+                         "(the resolution of the req/s rows)", ""])
+            continue
         monitor, concurrency = name.rsplit("_cost_c", 1)
         met = cost["targets_met"].get(name)
-        rows.append([f"{labels[monitor]}, c={concurrency}", f"{100 * value:.1f} %", f"<= {100 * cost['target_cost']:.0f} %",
+        rows.append([f"{labels[monitor]}, c={concurrency} (req/s)", f"{100 * value:.1f} %", f"<= {100 * cost['target_cost']:.0f} %",
                      "" if met is None else "met" if met else "**missed**"])
+    profile = cost.get("profile")
+    for concurrency in (1, 64):
+        entry = (profile or {}).get(f"c{concurrency}")
+        if entry and entry["share"] is not None:
+            met = profile["target_met"][f"c{concurrency}"]
+            rows.append([f"both, c={concurrency}: share of the defaults server's CPU samples in the monitors (py-spy, "
+                         f"{entry['samples']} samples)", f"{100 * entry['share']:.1f} %", f"<= {100 * cost['target_cost']:.0f} %",
+                         "met" if met else "**missed**"])
     return rows
 
 
