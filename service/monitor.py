@@ -87,10 +87,14 @@ class RangeCounts:
         x = np.concatenate(kept) if len(kept) > 1 else kept[0]
         below, above = x < lo, x > hi
         outside = (below | above).any(axis=1)
-        sizes = [len(rows) for rows in kept]
-        per_request = np.add.reduceat(outside, np.cumsum([0, *sizes[:-1]])) if len(kept) > 1 else [int(outside.sum())]
+        if len(x) == len(kept):  # one row per request (batch-1 traffic): each row's verdict is its request's
+            sizes, per_request = [1] * len(kept), outside.astype(np.int64).tolist()
+        else:
+            sizes = [len(rows) for rows in kept]
+            starts = np.concatenate(([0], np.cumsum(sizes[:-1], dtype=np.int64)))
+            per_request = np.add.reduceat(outside.astype(np.int64), starts).tolist()
         self._rows += len(x)
-        self._recent.extend(zip(sizes, (int(n) for n in per_request), strict=True))
+        self._recent.extend(zip(sizes, per_request, strict=True))
         if outside.any():
             self._out_of_range_rows += int(outside.sum())
             self._below += below.sum(axis=0)

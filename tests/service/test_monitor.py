@@ -229,3 +229,21 @@ def test_saturation_window_running_sums_equal_the_window_average_as_samples_leav
             expected = rows @ np.array([f for _, f in w.recent]) / rows.sum()
             np.testing.assert_allclose(w.ratios(), expected, rtol=1e-9, atol=1e-12)
     assert len(window.recent) == 5 and SaturationWindow(3, 4).ratios() is None
+
+
+@pytest.mark.parametrize("rows_per_request", [[1] * 70, [1, 3, 1, 2, 5, 1, 1, 4] * 9])
+def test_range_counts_give_each_request_its_own_out_of_range_rows(rows_per_request: list[int]) -> None:
+    from lutnet.service.monitor import RangeCounts
+
+    rng = np.random.default_rng(1)
+    lo, hi = np.zeros(3, np.float32), np.ones(3, np.float32)
+    counts = RangeCounts(3, (0.5, 99.5), None, (lo, hi))
+    batches = [rng.uniform(-0.2, 1.2, size=(n, 3)).astype(np.float32) for n in rows_per_request]
+    for batch in batches:
+        counts.record(batch)
+    expected = [(len(b), int(((b < lo) | (b > hi)).any(axis=1).sum())) for b in batches]
+    assert list(counts.recent) == expected and all(type(out) is int for _, out in counts.recent)
+    assert counts.rows == sum(rows_per_request) and counts.out_of_range_rows == sum(out for _, out in expected)
+    everything = np.concatenate(batches)
+    np.testing.assert_array_equal(counts.below, (everything < lo).sum(axis=0))
+    np.testing.assert_array_equal(counts.above, (everything > hi).sum(axis=0))
