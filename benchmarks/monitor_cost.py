@@ -9,7 +9,7 @@ servers is the resolution of the requests/s comparison. ``wrk`` on another core 
 concurrency 1 and 64, rounds interleaved.
 
 Then, with ``py-spy`` (the ``dev`` extra), the defaults server is profiled under the same load: the share of its
-CPU samples inside ``lutnet/service/monitor.py`` is the monitors' cost measured inside one process, free of the
+CPU samples inside ``lutnet/service/monitor.py`` (range check and saturation sampling apart) is the monitors' cost measured inside one process, free of the
 differences between processes that the control shows. Writes ``benchmarks/results/monitor_cost.json`` (medians,
 every run, the control, the profile, targets). About 5 minutes.
 """
@@ -76,6 +76,7 @@ def derived(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
 
 
 MONITOR_SOURCE = "service/monitor.py"
+SAMPLE_FRAME = "_sample ("  # InputMonitor._sample: one run of the monitor graph
 
 
 def py_spy() -> str:
@@ -85,7 +86,8 @@ def py_spy() -> str:
 
 
 def profile_shares(pid: int, port: int, client_pin: list[str], files: dict[str, tuple[Path, dict[str, str]]], seconds: int) -> dict[str, Any]:
-    """Per concurrency, the share of the server's CPU samples (py-spy, 500 Hz, idle excluded) with a frame in the monitors' module."""
+    """Per concurrency, the share of the server's CPU samples (py-spy, 500 Hz, idle excluded) in the range check and in the
+    saturation sampling (stacks through the monitors' module, split by whether they pass through ``_sample``)."""
     from benchmarks.serve_speed import run_wrk
 
     shares: dict[str, Any] = {}
@@ -98,13 +100,16 @@ def profile_shares(pid: int, port: int, client_pin: list[str], files: dict[str, 
                     *files["json_b1"], seconds)
             if spy.wait(timeout=seconds + 30) != 0 or not out.is_file():
                 raise LutnetError("py-spy record", expected="a profile of the server (py-spy needs ptrace rights)", got=f"exit code {spy.returncode}")
-            total = inside = 0
+            total, inside = 0, {"range": 0, "saturation": 0}
             for line in out.read_text().splitlines():
                 stack, _, count = line.rpartition(" ")
                 total += int(count)
-                inside += int(count) if MONITOR_SOURCE in stack else 0
-        shares[f"c{concurrency}"] = {"samples": total, "monitor_samples": inside, "share": inside / total if total else None}
-    shares["target_met"] = {name: entry["share"] is not None and entry["share"] <= TARGET_COST for name, entry in shares.items()}
+                if MONITOR_SOURCE in stack:  # the sampled monitor-graph runs sit under _sample; the rest is the range check
+                    inside["saturation" if SAMPLE_FRAME in stack else "range"] += int(count)
+        shares[f"c{concurrency}"] = {"samples": total, **{f"{part}_samples": n for part, n in inside.items()},
+                                     **{f"{part}_share": n / total if total else None for part, n in inside.items()}}
+    shares["target_met"] = {f"{part}_c{c}": shares[f"c{c}"][f"{part}_share"] is not None and shares[f"c{c}"][f"{part}_share"] <= TARGET_COST
+                            for c in (1, 64) for part in ("range", "saturation")}
     return shares
 
 

@@ -845,14 +845,15 @@ def monitor_cost_rows(results: Results) -> list[list[object]]:
         met = cost["targets_met"].get(name)
         rows.append([f"{labels[monitor]}, c={concurrency} (req/s)", f"{100 * value:.1f} %", f"<= {100 * cost['target_cost']:.0f} %",
                      "" if met is None else "met" if met else "**missed**"])
-    profile = cost.get("profile")
+    profile = cost.get("profile") or {}
+    names = {"range": "input range monitoring", "saturation": "saturation sampling at the default rate"}
     for concurrency in (1, 64):
-        entry = (profile or {}).get(f"c{concurrency}")
-        if entry and entry["share"] is not None:
-            met = profile["target_met"][f"c{concurrency}"]
-            rows.append([f"both, c={concurrency}: share of the defaults server's CPU samples in the monitors (py-spy, "
-                         f"{entry['samples']} samples)", f"{100 * entry['share']:.1f} %", f"<= {100 * cost['target_cost']:.0f} %",
-                         "met" if met else "**missed**"])
+        entry = profile.get(f"c{concurrency}")
+        for part, label in names.items():
+            if entry and entry.get(f"{part}_share") is not None:
+                met = profile["target_met"][f"{part}_c{concurrency}"]
+                rows.append([f"{label}, c={concurrency}: share of the defaults server's CPU samples (py-spy, {entry['samples']} samples)",
+                             f"{100 * entry[f'{part}_share']:.1f} %", f"<= {100 * cost['target_cost']:.0f} %", "met" if met else "**missed**"])
     return rows
 
 

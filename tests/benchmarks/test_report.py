@@ -293,13 +293,16 @@ def test_int8_latency_accuracy_and_sizes_come_from_the_files_with_their_verdicts
     assert "python -m benchmarks.int8" in report.int8_section({}) and "Not measured yet" in report.int8_section({})
 
 
-def test_monitor_cost_rows_carry_the_control_and_the_profiled_share():
+def test_monitor_cost_rows_carry_the_control_and_the_profiled_shares():
+    entry = lambda samples, r, s: {"samples": samples, "range_share": r, "saturation_share": s}  # noqa: E731
     cost = {"comparisons": {"range_cost_c1": 0.041, "control_difference_c1": -0.02}, "target_cost": 0.03,
             "targets_met": {"range_cost_c1": False},
-            "profile": {"c1": {"samples": 3000, "monitor_samples": 75, "share": 0.025}, "c64": {"samples": 3100, "monitor_samples": 124, "share": 0.04},
-                        "target_met": {"c1": True, "c64": False}}}
+            "profile": {"c1": entry(3000, 0.025, 0.004), "c64": entry(3100, 0.04, 0.01),
+                        "target_met": {"range_c1": True, "saturation_c1": True, "range_c64": False, "saturation_c64": True}}}
     rows = report.monitor_cost_rows({"monitor_cost": cost})
     assert ["input range monitoring (on vs off), c=1 (req/s)", "4.1 %", "<= 3 %", "**missed**"] in rows
     assert ["control: two identical monitors-off servers, c=1", "-2.0 %", "(the resolution of the req/s rows)", ""] in rows
-    assert [row[1:] for row in rows if "py-spy, 3000 samples" in row[0]] == [["2.5 %", "<= 3 %", "met"]]
-    assert [row[1:] for row in rows if "py-spy, 3100 samples" in row[0]] == [["4.0 %", "<= 3 %", "**missed**"]]
+    profiled = {row[0].split(":")[0]: row[1:] for row in rows if "py-spy" in row[0]}
+    assert profiled == {"input range monitoring, c=1": ["2.5 %", "<= 3 %", "met"], "saturation sampling at the default rate, c=1": ["0.4 %", "<= 3 %", "met"],
+                        "input range monitoring, c=64": ["4.0 %", "<= 3 %", "**missed**"],
+                        "saturation sampling at the default rate, c=64": ["1.0 %", "<= 3 %", "met"]}
