@@ -89,6 +89,7 @@ STD_FLOOR = {
     "std_floor_0.5": {"std_floor": 0.5},
     "relu_mlp+std_floor_0.1": {"activation": "relu", "std_floor": 0.1},
     "relu_mlp+std_floor_0.2": {"activation": "relu", "std_floor": 0.2},
+    "relu_mlp+std_floor_0.5": {"activation": "relu", "std_floor": 0.5},
 }
 CANDIDATES.update(STD_FLOOR)
 QUICK = ("relu_mlp", "lut_default", "bins_16")
