@@ -88,7 +88,9 @@ class TrainConfig:
     recalibrate_after: int = RECALIBRATE_AFTER
     patience: int = 10
     select: str = "metric"  # "metric": accuracy or RMSE on the validation split, loss breaking ties; "loss": loss alone
-    std_floor: float = 0.0  # each input feature's std is at least this fraction of its train-split range (0: plain std)
+    # Each input feature's std is at least this fraction of its train-split range; 0.5 binds on every feature (std = range / 2:
+    # min-max scaling to a span of 2, centred on the mean), 0 is plain standardization. Chosen on validation (benchmarks.tuning).
+    std_floor: float = 0.5
     seed: int = 0
     device: str = "auto"
     threads: int = 0
