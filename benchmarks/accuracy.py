@@ -318,12 +318,23 @@ def earlier_results(out: str) -> dict[str, Any]:
 
 def merged_settings(earlier: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
     """The earlier run's settings (with any the added run has and it lacks), the added models, budgets and peer caps, and a
-    record of what each merge ran and onto what."""
+    record of what each merge ran and onto what (with the trainer defaults that differ from the earlier run's, if any)."""
     before = earlier["settings"]
     merge = {"models": list(added["models"]), "datasets": list(added["budgets"]), "seeds": added["seeds"], "quick": added["quick"],
              "onto_machine": earlier.get("machine")}
+    changed = changed_defaults(before, added)
+    if changed:
+        merge["trainer_defaults_changed"] = changed
     return {**added, **before, "models": {**before["models"], **added["models"]}, "budgets": {**before["budgets"], **added["budgets"]},
             "peer_seconds_cap": {**before["peer_seconds_cap"], **added["peer_seconds_cap"]}, "merges": [*before.get("merges", []), merge]}
+
+
+def changed_defaults(before: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """The added run's trainer defaults that differ from those the earlier results record (none when they record none)."""
+    if "trainer_defaults" not in before:
+        return {}
+    now = json.loads(json.dumps(added["trainer_defaults"]))  # tuples as the file holds them: lists
+    return {key: value for key, value in now.items() if before["trainer_defaults"].get(key) != value}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -136,7 +136,7 @@ def accuracy_section(results: Results) -> str:
         f"Parameters: {settings['parameter_count']}. Verdict against the ReLU MLP: the gap of the means against their standard error. "
         "Sets named `<set>_convnet` compare lutnet's convnets instead (two 3x3 conv blocks of equal channels, per-channel "
         "activations, 2x2 max pooling; the ReLU row is the ReLU convnet; `python -m benchmarks.accuracy --convnet`).",
-        measured_on(result),
+        measured_on(result) + changed_defaults_note(settings),
     ]
     for dataset, models in accuracy_entries(results).items():
         relu = models.get("relu")
@@ -164,6 +164,13 @@ def fitting_summary(entries: dict[str, dict[str, dict[str, Any]]]) -> tuple[int,
         ratios.append(lut["mean"] / relu["mean"])
         wins += gelu is not None and "wins" in verdict(lut, relu) and "wins" in verdict(lut, {**gelu, "model": "gelu"})
     return wins, statistics.median(ratios) if ratios else None
+
+
+def changed_defaults_note(settings: dict[str, Any]) -> str:
+    """Which rows a ``--merge`` measured under other trainer defaults than the rest of the file's rows."""
+    return "".join(f" Rows of {', '.join(merge['models'])} on {', '.join(merge['datasets'])} (seeds {merge['seeds']}) were measured again "
+                   f"with `--merge` under the changed trainer defaults `{json.dumps(merge['trainer_defaults_changed'])}`; the other rows keep "
+                   "the defaults they were measured with." for merge in settings.get("merges", []) if merge.get("trainer_defaults_changed"))
 
 
 def function_fitting_section(results: Results) -> str:

@@ -2,7 +2,7 @@
 
 Run ``python -m benchmarks.tuning [--quick] [--datasets ...]``; writes ``benchmarks/results/tuning.json``. Each
 candidate changes one trainer setting (bins, calibration percentiles, table learning rate, smoothness weight,
-init) from the ``lutnet train`` defaults, is re-sized to the data set's parameter budget (fewer bins leave room
+init, the input std floor) from the ``lutnet train`` defaults, is re-sized to the data set's parameter budget (fewer bins leave room
 for wider layers), trained on 3 seeds and scored on the validation split; the test split is never read.
 About 10 minutes on 2 cores for digits and breast_cancer (``--quick``: 1 seed, 3 candidates).
 """
@@ -79,6 +79,19 @@ PEER_GAP = {
     "depth_1+percentiles_0.1_99.9": {"depth": 1, "percentiles": (0.1, 99.9)},
 }
 CANDIDATES.update(PEER_GAP)
+# The input-scaling study: a floor on each input feature's std, as a fraction of its train-split range, so that rarely
+# nonzero features (MNIST-5k's border pixels) do not standardize far outside the tables' ranges. At 0.5 every std is
+# half its feature's range: the peers' min-max scaling to a span of 2, centred on the mean instead of the midpoint.
+STD_FLOOR = {
+    "std_floor_0.05": {"std_floor": 0.05},
+    "std_floor_0.1": {"std_floor": 0.1},
+    "std_floor_0.2": {"std_floor": 0.2},
+    "std_floor_0.5": {"std_floor": 0.5},
+    "relu_mlp+std_floor_0.1": {"activation": "relu", "std_floor": 0.1},
+    "relu_mlp+std_floor_0.2": {"activation": "relu", "std_floor": 0.2},
+    "relu_mlp+std_floor_0.5": {"activation": "relu", "std_floor": 0.5},
+}
+CANDIDATES.update(STD_FLOOR)
 QUICK = ("relu_mlp", "lut_default", "bins_16")
 
 

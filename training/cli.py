@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--patience", "stop after this many epochs without a better validation score", type=_number(int, 1, "an integer >= 1"))
     add("--select", "which epoch's weights to keep: 'metric' (validation accuracy, or RMSE for regression, loss breaking ties) "
         "or 'loss' (validation loss)", choices=SELECTIONS)
+    add("--std-floor", "raise each input feature's std to at least this fraction of its training range (max - min), so no training "
+        "input standardizes beyond 1/FLOOR (0.5: min-max scaling to a span of 2; 0: plain standardization)", type=_number(float, 0.0, "a number >= 0"))
     add("--seed", "seed of the split, the initialization and the shuffles", type=_number(int, 0, "an integer >= 0"))
     add("--device", "where to train", choices=("auto", "cpu", "cuda"))
     add("--threads", "torch CPU threads (0: torch's default)", type=_number(int, 0, "an integer >= 0"))

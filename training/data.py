@@ -185,8 +185,15 @@ def split(raw: _Raw, seed: int) -> Dataset:
                    raw.feature_names, raw.source, raw.image_shape)
 
 
-def input_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature (``[N, F]``) or per-channel (``[N, C, H, W]``) mean and std; constant inputs get std 1."""
+def input_statistics(X: np.ndarray, std_floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature (``[N, F]``) or per-channel (``[N, C, H, W]``) mean and std; constant inputs get std 1.
+
+    ``std_floor`` raises each std to at least that fraction of the feature's range (max - min) in ``X``, so no
+    row of ``X`` standardizes to more than ``1 / std_floor`` from the mean. Without it a feature that is rarely
+    nonzero (an image's border pixel) has a tiny std and standardizes to values far outside every table's range.
+    The floor is relative to each feature's own range, so it does not depend on the features' units.
+    """
     axes = (0,) if X.ndim == 2 else (0, 2, 3)
     mean, std = X.mean(axis=axes), X.std(axis=axes)
+    std = np.maximum(std, std_floor * (X.max(axis=axes) - X.min(axis=axes)))
     return mean, np.where(std > 1e-8, std, 1.0)

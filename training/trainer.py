@@ -88,6 +88,9 @@ class TrainConfig:
     recalibrate_after: int = RECALIBRATE_AFTER
     patience: int = 10
     select: str = "metric"  # "metric": accuracy or RMSE on the validation split, loss breaking ties; "loss": loss alone
+    # Each input feature's std is at least this fraction of its train-split range; 0.5 binds on every feature (std = range / 2:
+    # min-max scaling to a span of 2, centred on the mean), 0 is plain standardization. Chosen on validation (benchmarks.tuning).
+    std_floor: float = 0.5
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -238,9 +241,9 @@ def model_spec(config: TrainConfig, data: Dataset) -> ModelSpec:
 
 
 def prepare_model(spec: ModelSpec, data: Dataset, config: TrainConfig) -> LutnetModel:
-    """A fresh model with input (and regression target) standardization from the train split."""
+    """A fresh model with input (and regression target) standardization from the train split (std floored by ``config.std_floor``)."""
     model = build_model(spec, data.task)
-    mean, std = input_statistics(data.X_train)
+    mean, std = input_statistics(data.X_train, config.std_floor)
     model.input_mean.copy_(torch.from_numpy(mean))
     model.input_std.copy_(torch.from_numpy(std))
     if data.task == "regression":

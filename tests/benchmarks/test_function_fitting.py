@@ -56,6 +56,17 @@ def test_merge_adds_peers_and_keeps_every_other_row_and_summary(results):
     assert after["settings"]["peer_epochs"] == accuracy.PEER_EPOCHS  # a setting the earlier file lacks comes from the added run
 
 
+def test_merge_records_the_trainer_defaults_that_changed_since_the_earlier_results(results):
+    earlier = json.loads((results / "function_fitting.json").read_text())
+    defaults = json.loads(json.dumps(dataclasses.asdict(accuracy.TrainConfig())))
+    earlier["settings"]["trainer_defaults"] = {**defaults, "std_floor": -1.0}
+    (results / "function_fitting.json").write_text(json.dumps(earlier))
+    assert function_fitting.main(["--tasks", "friedman1", "--seeds", "0", "--models", "lut_linear", "--merge"]) == 0
+    after = json.loads((results / "function_fitting.json").read_text())
+    assert after["settings"]["merges"][0]["trainer_defaults_changed"] == {"std_floor": defaults["std_floor"]}
+    assert after["settings"]["trainer_defaults"]["std_floor"] == -1.0  # the file's own defaults stay those of its earlier rows
+
+
 def test_without_merge_the_file_holds_only_what_ran(results):
     assert function_fitting.main(["--tasks", "friedman1", "--seeds", "0", "--models", "pykan"]) == 0
     after = json.loads((results / "function_fitting.json").read_text())

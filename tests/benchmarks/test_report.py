@@ -48,6 +48,17 @@ def test_accuracy_tables_carry_every_number_and_say_where_lutnet_loses():
     assert "lower is better" in diabetes and "**wins**" in diabetes  # a lower RMSE wins
 
 
+def test_accuracy_rows_merged_under_changed_trainer_defaults_are_named():
+    results = fake_results()
+    results["accuracy"]["settings"]["merges"] = [
+        {"models": ["pykan"], "datasets": ["digits"], "seeds": [0]},
+        {"models": ["lut_linear", "relu"], "datasets": ["digits"], "seeds": [0, 1], "trainer_defaults_changed": {"std_floor": 0.5}}]
+    text = report.render_results(results)
+    assert "Rows of lut_linear, relu on digits (seeds [0, 1]) were measured again with `--merge` under the changed trainer defaults " \
+           '`{"std_floor": 0.5}`; the other rows keep the defaults they were measured with.' in text
+    assert "Rows of pykan" not in text
+
+
 def test_the_newest_accuracy_file_wins_for_a_model_measured_twice():
     results = fake_results()
     results["accuracy_old"] = {"machine": {**MACHINE, "date": "2025-01-01T00:00:00+00:00"}, "summary": [summary("digits", "relu", 0.1234, 0.0)]}

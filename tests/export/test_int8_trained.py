@@ -22,7 +22,9 @@ data = pytest.importorskip("lutnet.training.data")
 
 RUNS = {  # small, quick versions of the reference models; the benchmark trains the full ones
     "digits-mlp": {"dataset": "digits", "hidden": (64, 64), "epochs": 12},
-    "digits-convnet": {"dataset": "digits", "model": "convnet", "hidden": (8, 16), "epochs": 6},
+    # 6 epochs left this convnet so under-trained that a flip or two of the 270 test rows decided the int8 accuracy bound,
+    # by seed and input scaling alike; 10 keep it clear of that edge
+    "digits-convnet": {"dataset": "digits", "model": "convnet", "hidden": (8, 16), "epochs": 10},
     "mnist5k-mlp": {"dataset": "mnist5k", "hidden": (64,), "epochs": 4},
 }
 

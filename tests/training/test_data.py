@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from lutnet.errors import DataError
 from lutnet.training.data import input_statistics, load_dataset
@@ -69,6 +72,38 @@ def test_input_statistics_are_per_feature_or_per_channel_and_never_zero() -> Non
     X[:, 1] = np.arange(10).reshape(-1, 1, 1)
     mean, std = input_statistics(X)
     assert mean.shape == std.shape == (2,) and std[0] == 1.0 and std[1] == pytest.approx(np.arange(10).std())
+
+
+
+def test_std_floor_raises_only_the_std_of_rarely_nonzero_features() -> None:
+    """A border-pixel-like feature (one nonzero row) is floored to 10% of its range; a spread-out feature keeps its std."""
+    X = np.zeros((1000, 2))
+    X[0, 0] = 255.0
+    X[:, 1] = np.linspace(-1.0, 1.0, 1000)
+    _, plain = input_statistics(X)
+    mean, floored = input_statistics(X, std_floor=0.1)
+    assert floored[0] == pytest.approx(25.5) and floored[0] > plain[0]
+    assert floored[1] == plain[1] == pytest.approx(X[:, 1].std())
+    assert np.abs((X - mean) / floored).max() <= 10.0 + 1e-9
+
+
+def test_std_floor_is_per_channel_for_images_and_keeps_constant_inputs_at_std_1() -> None:
+    X = np.zeros((10, 2, 3, 3))
+    X[0, 1, 0, 0] = 8.0
+    _, std = input_statistics(X, std_floor=0.5)
+    assert std[0] == 1.0 and std[1] == pytest.approx(4.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, st.tuples(st.integers(2, 30), st.integers(1, 4)), elements=st.floats(-1e3, 1e3)),
+       st.floats(0.01, 1.0))
+def test_std_floor_bounds_every_standardized_training_value(X: np.ndarray, std_floor: float) -> None:
+    """With a floor q no row of the statistics' own data standardizes beyond 1/q; a std of at least q times its range stays."""
+    mean, std = input_statistics(X, std_floor)
+    assert np.all(np.abs((X - mean) / std) <= 1.0 / std_floor * (1 + 1e-9) + 1e-9)
+    raw = X.std(axis=0)
+    wide = (raw >= std_floor * (X.max(axis=0) - X.min(axis=0))) & (raw > 1e-8)
+    np.testing.assert_array_equal(std[wide], raw[wide])
 
 
 BAD_CSVS = {

@@ -19,7 +19,7 @@ from lutnet.lut import table_movement
 from lutnet.export.verify import probe_inputs
 from lutnet.ranges import DEFAULT_PERCENTILES, checkpoint_input_range
 from lutnet.spec import ModelSpec
-from lutnet.training.data import load_dataset
+from lutnet.training.data import input_statistics, load_dataset
 from lutnet.training.models import build_model
 from lutnet.training.trainer import Distributed, TrainConfig, epoch_batches, make_scheduler, step_loss
 
@@ -151,6 +151,21 @@ def test_export_verifies_on_the_stored_test_split_by_default(tmp_path: Path, cap
     assert f"verification passed on {len(probes.typical) + len(probes.extreme)} inputs" in capsys.readouterr().out
 
 
+def test_std_floor_is_recorded_in_the_checkpoint_and_its_export_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--std-floor changes only the stored input standardization (which export folds in): the checkpoint records the
+    setting, its std is the floored one of the train split, and ``lutnet export`` verifies the fused model."""
+    out = tmp_path / "run"
+    assert train("--out", str(out), "--epochs", "1", "--std-floor", "0.2", *FAST) == 0
+    checkpoint = read_checkpoint(out)
+    assert checkpoint.info["training"]["std_floor"] == 0.2
+    X_train = load_dataset("digits", seed=0).X_train
+    np.testing.assert_allclose(checkpoint.input_std, input_statistics(X_train, 0.2)[1], rtol=1e-6)
+    assert np.any(checkpoint.input_std > input_statistics(X_train)[1] * 1.01)  # digits has rarely-inked pixels to floor
+    capsys.readouterr()
+    assert cli.main(["export", str(out), "--out", str(tmp_path / "model.onnx")]) == 0
+    assert "verification passed" in capsys.readouterr().out
+
+
 def test_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path: Path) -> None:
     """Stopping after 2 of 5 epochs and resuming yields the same bytes as one uninterrupted run."""
     settings = ["--epochs", "5", "--recalibrate-after", "3", "--smoothness", "1e-3", *FAST]
@@ -280,6 +295,7 @@ def test_resume_of_another_model_or_a_finished_run_is_a_clear_error(tmp_path: Pa
     (["--model", "transformer"], "argument --model: invalid choice: 'transformer'"),
     (["--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
     (["--percentiles", "99,1"], "expected LOW < HIGH <= 100"),
+    (["--std-floor", "-0.1"], "argument --std-floor: expected a number >= 0, got '-0.1'"),
     ([], "the following arguments are required: --out"),
 ])
 def test_invalid_flags_exit_2_with_an_argparse_error(capsys: pytest.CaptureFixture[str], arguments: list[str], message: str) -> None:
