@@ -3,7 +3,9 @@
 Run ``python -m benchmarks.lookup_formulations [--quick]``; writes ``benchmarks/results/lookup_formulations.json``.
 Every candidate builds the whole reference model (64 -> 256 -> 256 -> 10, K = 64) through
 ``lutnet.export.graph.build_graph`` with its own ``lookup``; the rest of the graph is identical. The
-candidate ``gather_elements_int32`` is what ``lutnet.export.graph.GraphBuilder`` ships.
+candidate ``gather_elements_int32`` is what ``lutnet.export.graph.GraphBuilder`` ships. Convnet candidates
+(28x28 maps) differ in how channels-first coordinates reach the tables; ``GraphBuilder`` ships
+``channels_first_expanded_gather_elements_int32`` on maps with enough positions.
 """
 from __future__ import annotations
 
@@ -141,6 +143,14 @@ class FloatOffsets(FlatGatherInt32):
         return self.op("Add", [self.op("Mul", [shifted, self.gather(table.slope, index)]), intercept], output=output)
 
 
+class ChannelsLast(GraphBuilder):
+    """Convnets: channels moved last around the ``[N, C]`` lookup (Transpose, Reshape, and back) at every map size."""
+
+    def lookup_along(self, v: str, table: SegmentTable, layer: int, dim: int, rank: int, output: str | None = None,
+                     positions: int | None = None) -> str:
+        return super().lookup_along(v, table, layer, dim, rank, output, positions=None)
+
+
 class ConvTiled(GraphBuilder):
     """Convnets: GatherElements straight on ``[B, C, H, W]`` indices from tables tiled to ``[S, C, H, W]`` (no transposes)."""
 
@@ -172,7 +182,8 @@ class ConvFlatOffsets(GraphBuilder):
 
 
 CONV_CANDIDATES: dict[str, type[GraphBuilder]] = {
-    "channels_last_gather_elements_int32": GraphBuilder,
+    "channels_first_expanded_gather_elements_int32": GraphBuilder,
+    "channels_last_gather_elements_int32": ChannelsLast,
     "tiled_gather_elements_int32": ConvTiled,
     "flat_offsets_gather_int32": ConvFlatOffsets,
 }
@@ -240,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": 1,
         "rounds": rounds,
         "mlp": {"shape": REFERENCE_SHAPE.to_dict(), "shipped": "gather_elements_int32", "candidates": mlp},
-        "convnet": {"shape": convnet_spec.to_dict(), "shipped": "channels_last_gather_elements_int32", "candidates": convnet},
+        "convnet": {"shape": convnet_spec.to_dict(), "shipped": "channels_first_expanded_gather_elements_int32", "candidates": convnet},
     })
     print(f"wrote {path}")
     return 0

@@ -6,12 +6,19 @@ values, so no ``Floor``), then ``GatherElements`` along axis 0 of ``[S, C]`` tab
 ``table[s, c]`` per channel without per-channel index offsets. Linear segments gather an intercept and
 a slope table with that one index and finish with ``Mul`` + ``Add`` (by the clipped coordinate when
 the edge segments are flat, so the clip can reuse the coordinate's buffer); constant segments gather
-only the intercept. Convolutions move channels last around the lookup so the same ``[N, C]`` lookup serves.
+only the intercept.
+
+Channels elsewhere than last (a convolution's ``[B, C, H, W]``) take one of two layouts, both exact:
+* with enough positions per channel (``H * W`` at least ``CHANNELS_FIRST_MIN_POSITIONS`` times the segments), the
+  coordinates reshape to ``[B, C, H * W]`` and gather along their last axis from ``[B, C, S]`` tables, which
+  ``Expand`` makes from ``[1, C, S]`` at run time: no transposes, and the expanded tables are small beside the data;
+* otherwise (few or unknown positions) channels move last (``Transpose``) so the ``[N, C]`` lookup serves.
+``benchmarks/lookup_formulations.py`` times both.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
@@ -25,6 +32,9 @@ from lutnet.export.fold import FusedLayer, FusedModel, SegmentTable, exported_ch
 DEFAULT_OPSET = 20
 MIN_OPSET = 13  # Clip with tensor bounds and GatherElements exist from 11; 13 is the oldest opset tested
 GELU_OPSET = 20  # Gelu is an operator from opset 20; below it the exact erf formula is spelled out
+# Positions per channel from which a channels-first lookup gathers from tables expanded over the batch instead of
+# transposing: the expanded tables then hold at most half as many values as the coordinates.
+CHANNELS_FIRST_MIN_POSITIONS = 2
 
 
 class GraphBuilder:
@@ -53,26 +63,49 @@ class GraphBuilder:
 
     def lookup(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
         """Evaluate the segment table at coordinates ``v`` of shape ``[N, C]``."""
+        return self._lookup(v, table, layer, lambda hint, values: self.constant(hint, values), 0, output)
+
+    def lookup_channels_first(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
+        """Evaluate the segment table at coordinates ``v`` of shape ``[B, C, ...]``, gathering along the positions."""
+        channels, segments = table.intercept.shape[1], table.segments
+        rows = self.op("Reshape", [v, self.constant("shape", np.array([0, channels, -1]), np.int64)])  # (B, C, P)
+        shape = self.op("Shape", [v])
+        batch = self.op("Slice", [shape, *(self.constant(k, np.array([i]), np.int64) for k, i in (("start", 0), ("end", 1)))])
+        expanded = self.op("Concat", [batch, self.constant("table_shape", np.array([channels, segments]), np.int64)], axis=0)
+
+        def tables(hint: str, values: np.ndarray) -> str:  # (S, C) -> (B, C, S)
+            return self.op("Expand", [self.constant(hint, values.T[None]), expanded], f"{hint}_per_row")
+
+        y = self._lookup(rows, table, layer, tables, 2, None)
+        return self.op("Reshape", [y, shape], output=output)
+
+    def _lookup(self, v: str, table: SegmentTable, layer: int, tables: Callable[[str, np.ndarray], str], axis: int, output: str | None) -> str:
+        """Clip, Cast, and GatherElements along ``axis`` of the tables ``tables(hint, [S, C] values)`` names."""
         low = self.constant(f"act{layer}.first_segment", np.array(0.0))
         high = self.constant(f"act{layer}.last_segment", np.array(table.segments - 1.0))
         clipped = self.op("Clip", [v, low, high])
         segment = self.op("Cast", [clipped], f"act{layer}.segment", to=TensorProto.INT32)
-        intercept_table = self.constant(f"act{layer}.intercept", table.intercept)
+        intercept_table = tables(f"act{layer}.intercept", table.intercept)
         if table.slope is None:
-            return self.op("GatherElements", [intercept_table, segment], output=output, axis=0)
-        intercept = self.op("GatherElements", [intercept_table, segment], f"act{layer}.intercept_at", axis=0)
-        slope = self.op("GatherElements", [self.constant(f"act{layer}.slope", table.slope), segment], f"act{layer}.slope_at", axis=0)
+            return self.op("GatherElements", [intercept_table, segment], output=output, axis=axis)
+        intercept = self.op("GatherElements", [intercept_table, segment], f"act{layer}.intercept_at", axis=axis)
+        slope = self.op("GatherElements", [tables(f"act{layer}.slope", table.slope), segment], f"act{layer}.slope_at", axis=axis)
         # Flat edges: the clipped coordinate gives the same values, and v, used by nothing else, is overwritten in place.
         along = clipped if table.flat_edges else v
         return self.op("Add", [self.op("Mul", [along, slope]), intercept], output=output)
 
-    def lookup_along(self, v: str, table: SegmentTable, layer: int, dim: int, rank: int, output: str | None = None) -> str:
+    def lookup_along(self, v: str, table: SegmentTable, layer: int, dim: int, rank: int, output: str | None = None,
+                     positions: int | None = None) -> str:
         """Evaluate the segment table at coordinates ``v`` of any shape with channels on ``dim`` of ``rank``.
 
-        The lookup takes ``[N, C]``: channels move last (``Transpose``) and the rest flattens into rows, then both undo.
+        ``positions`` is the number of values per channel and row after ``dim`` when known (``H * W``). Channels on
+        axis 1 with enough positions take ``lookup_channels_first``; otherwise the lookup takes ``[N, C]``: channels
+        move last (``Transpose``) and the rest flattens into rows, then both undo.
         """
         if (dim, rank) == (1, 2):
             return self.lookup(v, table, layer, output)
+        if dim == 1 and positions is not None and positions >= CHANNELS_FIRST_MIN_POSITIONS * table.segments:
+            return self.lookup_channels_first(v, table, layer, output)
         perm = [d for d in range(rank) if d != dim] + [dim]
         last = v if dim == rank - 1 else self.op("Transpose", [v], perm=perm)  # (..., C)
         flat = self.op("Reshape", [last, self.constant("shape", np.array([-1, table.intercept.shape[1]]), np.int64)])
@@ -90,7 +123,8 @@ class GraphBuilder:
         if layer.activation == "gelu":
             return self.gelu(x, output)
         assert layer.table is not None
-        return self.lookup_along(x, layer.table, index, 1, 2 if spatial is None else 4, output)
+        positions = None if spatial is None else spatial[0] * spatial[1]
+        return self.lookup_along(x, layer.table, index, 1, 2 if spatial is None else 4, output, positions)
 
     def gelu(self, x: str, output: str) -> str:
         if self.opset >= GELU_OPSET:

@@ -1,7 +1,7 @@
 """The ONNX half of exporting a torch module: fold each ``lutnet.Lookup`` placeholder's coordinate map, emit its lookup.
 
 ``torch.onnx.export`` turns every ``LUTActivation`` into one placeholder node ``lutnet.Lookup(x, table, lo, hi)``
-(attributes ``dim``, ``rank``, ``channels``, ``mode``, ``extrapolate``). This pass, numpy and onnx only,
+(attributes ``dim``, ``rank``, ``channels``, ``positions``, ``mode``, ``extrapolate``). This pass, numpy and onnx only,
 replaces each by the lookup ``GraphBuilder.lookup`` builds for the built-in families, on the segment table
 of ``fold.segment_table``. The lookup needs the coordinate ``v = rows * x + shift`` per channel (see
 ``fold.GRIDS``). Where that map can go, it folds into the layer that produced ``x``:
@@ -53,6 +53,7 @@ class LookupSettings:
     channels: int
     mode: str
     extrapolate: str
+    positions: int = 0  # values per channel and row after ``dim`` (``H * W``); 0 when a dimension is known only at run time
 
     @property
     def bins(self) -> int:
@@ -64,7 +65,7 @@ class LookupSettings:
         if (mode, bins) == (self.mode, self.bins):
             return self
         table = resample_table(self.table, self.lo, self.hi, self.lo, self.hi, bins, self.mode, self.extrapolate)
-        return LookupSettings(self.name, table, self.lo, self.hi, self.dim, self.rank, self.channels, mode, self.extrapolate)
+        return LookupSettings(self.name, table, self.lo, self.hi, self.dim, self.rank, self.channels, mode, self.extrapolate, self.positions)
 
     def coordinate_map(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``rows`` and ``shift`` of ``v = rows * x + shift`` on the grid of the mode and extrapolation."""
@@ -123,7 +124,7 @@ def placeholder_settings(node: onnx.NodeProto, constant: Callable[[str], np.ndar
     check_table(table, lo, hi)
     text = lambda key: attributes[key].decode() if isinstance(attributes[key], bytes) else attributes[key]  # noqa: E731
     return LookupSettings(where, table, lo, hi, int(attributes["dim"]), int(attributes["rank"]), int(attributes["channels"]),
-                          text("mode"), text("extrapolate"))
+                          text("mode"), text("extrapolate"), int(attributes.get("positions", 0)))
 
 
 def graph_constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -167,7 +168,8 @@ class _Graph:
         self.builder.nodes = []
         coordinate = x if folded_into is not None else self.affine(x, rows, shift, settings)
         table = settings.segment_table()
-        self.builder.lookup_along(coordinate, table, self.lowered, settings.dim, settings.rank, output=node.output[0])
+        self.builder.lookup_along(coordinate, table, self.lowered, settings.dim, settings.rank, output=node.output[0],
+                                  positions=settings.positions or None)
         self.nodes[at : at + 1] = self.builder.nodes
         self.lowered += 1
         return LoweredLookup(settings.name, coordinate, settings, table.segments, folded_into)

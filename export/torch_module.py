@@ -13,6 +13,7 @@ import ast
 import copy
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -310,7 +311,7 @@ def _register_placeholder_schema() -> None:
     onnx.defs.register_schema(OpSchema(
         OP_TYPE, DOMAIN, 1, inputs=[tensor("x"), tensor("table"), tensor("lo"), tensor("hi")], outputs=[tensor("y")],
         type_constraints=[("T", ["tensor(float)"], "float32 tensors")],
-        attributes=[attribute(k, OpSchema.AttrType.INT) for k in ("dim", "rank", "channels")]
+        attributes=[attribute(k, OpSchema.AttrType.INT) for k in ("dim", "rank", "channels", "positions")]
         + [attribute(k, OpSchema.AttrType.STRING) for k in ("mode", "extrapolate")],
     ))
 
@@ -320,7 +321,10 @@ def _placeholder(x: Any, table: Any, lo: Any, hi: Any, dim: int, channels: int, 
     from onnxscript import values
 
     rank = len(x.shape)
-    return values.Op(values.Opset(DOMAIN, 1), OP_TYPE)(x, table, lo, hi, dim=dim, rank=rank, channels=channels, mode=mode, extrapolate=extrapolate)
+    after = list(x.shape)[dim + 1 :]
+    positions = math.prod(after) if all(isinstance(d, int) for d in after) else 0  # 0: a dimension only known at run time
+    return values.Op(values.Opset(DOMAIN, 1), OP_TYPE)(x, table, lo, hi, dim=dim, rank=rank, channels=channels, positions=positions,
+                                                        mode=mode, extrapolate=extrapolate)
 
 
 def _name_placeholders(proto: onnx.ModelProto) -> None:

@@ -107,6 +107,36 @@ def test_one_lookup_index_per_activation_layer(mode: str, extrapolate: str, gath
     assert "Floor" not in ops and "Gather" not in ops
 
 
+@pytest.mark.parametrize(("shape", "bins", "layouts"), [
+    ((1, 12, 12), 4, ["channels first", "channels first"]),  # 144 and 36 positions against 5 or 6 segments
+    ((1, 12, 12), 20, ["channels first", "channels last"]),  # 144 and 36 positions against 21 or 22 segments
+    ((2, 4, 4), 8, ["channels last", "channels last"]),
+])
+@pytest.mark.parametrize(("mode", "extrapolate"), [("linear", "linear"), ("nearest", "clamp")])
+def test_convnet_lookups_take_the_layout_their_map_size_calls_for(shape: tuple[int, ...], bins: int, layouts: list[str], mode: str,
+                                                                  extrapolate: str) -> None:
+    """A wide feature map gathers along its positions from tables expanded over the batch (no Transpose); a small one
+    moves channels last. Both compute the reference model, and a row alone gives what it gives in a batch."""
+    spec = ModelSpec(family="convnet", input_shape=shape, num_outputs=3, hidden=(3, 2), lut=LUTSpec(bins=bins, mode=mode, extrapolate=extrapolate))
+    checkpoint = random_checkpoint(spec, seed=4)
+    proto = build_graph(checkpoint)
+    onnx.checker.check_model(proto, full_check=True)
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    taken = []
+    for clip in (node for node in proto.graph.node if node.op_type == "Clip"):  # one per LUT layer, on its coordinates
+        reshape = producers[clip.input[0]]
+        transposed = reshape.op_type == "Reshape" and producers[reshape.input[0]].op_type == "Transpose"
+        taken.append("channels last" if transposed else "channels first")
+    assert taken == layouts
+    assert ("Expand" in {n.op_type for n in proto.graph.node}) == ("channels first" in layouts)
+    probes = probe_inputs(checkpoint, count=8)
+    assert_matches_reference(proto, checkpoint, probes.all, len(probes.typical))
+    batch, _ = run_fused(proto, probes.all, len(spec.hidden))
+    for row in (0, len(probes.all) - 1):  # batch 1 expands the tables to one row
+        alone, _ = run_fused(proto, probes.all[row : row + 1], len(spec.hidden))
+        np.testing.assert_array_equal(alone[0], batch[row])
+
+
 @pytest.mark.parametrize("spec", [mlp_spec(), convnet_spec(mode="nearest")], ids=["mlp", "convnet"])
 def test_model_is_a_checked_single_float32_file_with_dynamic_batch(spec: ModelSpec) -> None:
     proto = build_graph(random_checkpoint(spec))

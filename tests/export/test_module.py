@@ -123,6 +123,20 @@ def test_replaced_activations_start_as_the_functions_they_replace() -> None:
     assert np.abs(eager(model, x) - before).max() <= 5e-3 * np.abs(before).max()
 
 
+def test_a_wide_feature_map_gathers_along_its_positions_without_transposes() -> None:
+    """The placeholder records the positions after the channels (8 x 8), so the lookup skips the transposes."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), LUTActivation(3, bins=8, extrapolate="linear"), nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    x = 2 * torch.randn(16, 2, 8, 8)
+    calibrate(model.eval(), x)
+    proto = export_module(model, x)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "Expand" in ops and "Transpose" not in ops
+    for rows in (x[:1], x):
+        expected = eager(model, rows)
+        np.testing.assert_allclose(run(proto, rows), expected, atol=1e-5 * np.abs(expected).max())
+
+
 @st.composite
 def architectures(draw: st.DrawFn) -> tuple[nn.Module, torch.Tensor]:
     """An MLP or a channels-first/-last stack of random depth and widths with LUTs at random places."""
