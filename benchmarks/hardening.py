@@ -7,13 +7,21 @@ The server before it (a git ref) and after it run side by side in one run.
 put first on ``PYTHONPATH``. Both are pinned to one core, wrk to the other.
 
 * **Speed:** batch-1 v2 JSON requests per second at concurrency 1 and 64, rounds interleaved between the two
-  servers; medians and the after/before ratio.
+  servers; medians and the after/before ratio. That comparison also carries everything else that changed since
+  ``REF``, and requests/s between two server processes resolve only about 6% here (``benchmarks.monitor_cost``'s
+  control), so the hardening's cost is measured inside one process too:
+* **Profile:** ``py-spy`` (the ``dev`` extra) samples this checkout's server under the same load at concurrency 1 and
+  64. The hardening's share is the samples whose innermost frame is its code on the request path: the body deadline
+  bookkeeping (``BodyDeadlines.receive`` and its periodic ``sweep``) and the body read with its limit checks
+  (``_read_body``, counted whole although part of it is the read every server needs, so the share is an upper bound).
+  The other checks are single comparisons inside functions every request runs (Content-Length against the limit, the
+  type checks of names and datatypes); they are not told apart from those functions' own work.
 * **Large bodies:** a fresh server of each kind under wrk's batch-1 traffic (concurrency 1) while eight clients
   keep sending large JSON bodies: 60 MB bodies (within the old 64 MiB default limit, refused as a wrong shape),
   and the largest request the model accepts (1024 rows). Reported: the batch-1 traffic's p99 and requests per
   second, the large bodies answered, and the server's peak resident memory (VmHWM).
 
-Writes ``benchmarks/results/hardening.json``. Needs wrk and git. About 3 minutes.
+Writes ``benchmarks/results/hardening.json``. Needs wrk and git. About 4 minutes.
 """
 
 from __future__ import annotations
@@ -150,6 +158,34 @@ def speed(repository: Path, trees: dict[str, Path | None], pins: Pins, batch1: B
     return {"medians": medians, "ratios": ratios, "runs": runs}
 
 
+HARDENING_SOURCE = "service/fastpath.py"
+HARDENING_FRAMES = ("receive (", "sweep (", "_read_body (", "too_large (")  # innermost frames in HARDENING_SOURCE
+TARGET_SHARE = 0.03  # at most this share of the server's CPU samples
+
+
+def is_hardening(stack: str) -> bool:
+    """Whether a sampled stack's innermost frame is hardening code on the request path (see the module docstring)."""
+    leaf = stack.rpartition(";")[2]
+    return HARDENING_SOURCE in leaf and leaf.startswith(HARDENING_FRAMES)
+
+
+def profile(repository: Path, pins: Pins, batch1: Body, seconds: int) -> dict[str, Any]:
+    """Per concurrency, the share of this checkout's server CPU samples (py-spy, 500 Hz, idle excluded) in the hardening."""
+    server_pin, client_pin = pins
+    shares: dict[str, Any] = {}
+    with server(repository, server_pin, None, WORK / "profile.log") as running:
+        serve_speed.run_wrk(client_pin, running, Scenario("warm_up", "lutnet", INFER, "json_b1", 64), *batch1, 1)
+        for concurrency in (1, 64):
+            scenario = Scenario(f"profile_c{concurrency}", "lutnet", INFER, "json_b1", concurrency)
+            samples = serve_speed.sampled_stacks(running, client_pin, scenario, *batch1, seconds)
+            total, inside = sum(n for _, n in samples), sum(n for stack, n in samples if is_hardening(stack))
+            shares[f"c{concurrency}"] = {"samples": total, "hardening_samples": inside, "hardening_share": inside / total if total else None}
+    shares["target_share"] = TARGET_SHARE
+    shares["target_met"] = {f"c{c}": shares[f"c{c}"]["hardening_share"] is not None and shares[f"c{c}"]["hardening_share"] <= TARGET_SHARE
+                            for c in (1, 64)}
+    return shares
+
+
 def amplification(repository: Path, trees: dict[str, Path | None], pins: Pins, batch1: Body, args: Any) -> dict[str, Any]:
     """Each large body against a fresh server of each kind, and a quiet run of each for the baseline p99 and memory."""
     server_pin, client_pin = pins
@@ -172,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", default=BASELINE, help=f"git ref of the server before the hardening (default {BASELINE})")
     parser.add_argument("--duration", type=int, default=3, help="seconds of load per run (default 3)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of the speed comparison; medians are reported (default 5)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of this checkout's server")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("benchmarks.hardening: error: needs wrk (apt-get install wrk)", file=sys.stderr)
@@ -183,7 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     trees = {"before": baseline_tree(args.baseline, WORK / "baseline"), "after": None}
     pins = serve_speed.cores()
     load_before = os.getloadavg()
-    measured = {"speed": speed(repository, trees, pins, batch1, args), "large_bodies": amplification(repository, trees, pins, batch1, args)}
+    measured = {"speed": speed(repository, trees, pins, batch1, args)}
+    if serve_speed.py_spy() and not args.no_profile:
+        measured["profile"] = profile(repository, pins, batch1, 4 * args.duration)
+    measured["large_bodies"] = amplification(repository, trees, pins, batch1, args)
     setup = {
         "baseline": args.baseline,
         "baseline_commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.baseline], capture_output=True, text=True).stdout.strip(),
@@ -196,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = write_results("hardening", {"setup": setup, **measured})
     for name, value in measured["speed"]["ratios"].items():
         print(f"{name}: {value:.3f}")
+    for concurrency in (1, 64):
+        if "profile" in measured:
+            print(f"hardening share of the server's CPU samples, c={concurrency}: {measured['profile'][f'c{concurrency}']['hardening_share']:.2%}")
     print(f"wrote {path}")
     return 0
 

@@ -20,9 +20,7 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -31,8 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import write_results
-from lutnet.errors import LutnetError
-from benchmarks.serve_speed import INFER, Scenario, bodies, cores, interleaved_rounds, medians, running_servers
+from benchmarks.serve_speed import INFER, Scenario, bodies, cores, interleaved_rounds, medians, py_spy, running_servers, sampled_stacks
 from lutnet.checkpoint import write_checkpoint
 from lutnet.ranges import CHECKPOINT_KEY, InputRange
 from lutnet.service.settings import Settings
@@ -79,33 +76,17 @@ MONITOR_SOURCE = "service/monitor.py"
 SAMPLE_FRAME = "_sample ("  # InputMonitor._sample: one run of the monitor graph
 
 
-def py_spy() -> str:
-    """The py-spy executable (on PATH, or beside this Python), or "" without one."""
-    beside = Path(sys.executable).parent / "py-spy"
-    return shutil.which("py-spy") or (str(beside) if beside.is_file() else "")
-
-
-def profile_shares(pid: int, port: int, client_pin: list[str], files: dict[str, tuple[Path, dict[str, str]]], seconds: int) -> dict[str, Any]:
+def profile_shares(server: tuple[int, int], client_pin: list[str], files: dict[str, tuple[Path, dict[str, str]]], seconds: int) -> dict[str, Any]:
     """Per concurrency, the share of the server's CPU samples (py-spy, 500 Hz, idle excluded) in the range check and in the
     saturation sampling (stacks through the monitors' module, split by whether they pass through ``_sample``)."""
-    from benchmarks.serve_speed import run_wrk
-
     shares: dict[str, Any] = {}
     for concurrency in (1, 64):
-        with tempfile.TemporaryDirectory(prefix="lutnet-spy-") as folder:
-            out = Path(folder, "stacks.txt")
-            spy = subprocess.Popen([py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", "500", "-f", "raw", "-o", str(out), "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            run_wrk(client_pin, (port, pid), Scenario(f"profile_c{concurrency}", "defaults", INFER, "json_b1", concurrency),
-                    *files["json_b1"], seconds)
-            if spy.wait(timeout=seconds + 30) != 0 or not out.is_file():
-                raise LutnetError("py-spy record", expected="a profile of the server (py-spy needs ptrace rights)", got=f"exit code {spy.returncode}")
-            total, inside = 0, {"range": 0, "saturation": 0}
-            for line in out.read_text().splitlines():
-                stack, _, count = line.rpartition(" ")
-                total += int(count)
-                if MONITOR_SOURCE in stack:  # the sampled monitor-graph runs sit under _sample; the rest is the range check
-                    inside["saturation" if SAMPLE_FRAME in stack else "range"] += int(count)
+        scenario = Scenario(f"profile_c{concurrency}", "defaults", INFER, "json_b1", concurrency)
+        total, inside = 0, {"range": 0, "saturation": 0}
+        for stack, count in sampled_stacks(server, client_pin, scenario, *files["json_b1"], seconds):
+            total += count
+            if MONITOR_SOURCE in stack:  # the sampled monitor-graph runs sit under _sample; the rest is the range check
+                inside["saturation" if SAMPLE_FRAME in stack else "range"] += count
         shares[f"c{concurrency}"] = {"samples": total, **{f"{part}_samples": n for part, n in inside.items()},
                                      **{f"{part}_share": n / total if total else None for part, n in inside.items()}}
     shares["target_met"] = {f"{part}_c{c}": shares[f"c{c}"][f"{part}_share"] is not None and shares[f"c{c}"][f"{part}_share"] <= TARGET_COST
@@ -134,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with running_servers(repository, server_pin, SERVERS, WORK) as servers:
         runs = interleaved_rounds(servers, SCENARIOS, files, client_pin, 1, args.duration, args.repeats, "monitor_cost")
         if py_spy() and not args.no_profile:
-            profile = profile_shares(servers["defaults"][1], servers["defaults"][0], client_pin, files, 4 * args.duration)
+            profile = profile_shares(servers["defaults"], client_pin, files, 4 * args.duration)
     summary = {name: medians(values) for name, values in runs.items()}
     result = {
         "setup": {

@@ -175,6 +175,34 @@ def test_hardening_before_and_after_come_from_the_file_with_the_cost_target():
     assert "| hardening cost: req/s after vs before c64 | 0.950x | >= 0.97x | **missed** |" in text
 
 
+
+def test_a_profiled_hardening_run_judges_the_cost_by_the_share_of_cpu_samples():
+    """With a py-spy profile, the targets table takes the in-process share; the req/s ratio only stays in its section."""
+    load = lambda rps: {"requests_per_second": rps, "server_cpu_us_per_request": 100.0, "p99_ms": 1.0}  # noqa: E731
+    speed = {f"{side}_c{c}": load(rps) for side, rps in (("before", 1000.0), ("after", 930.0)) for c in (1, 64)}
+    ratios = {f"after_vs_before_c{c}": 0.93 for c in (1, 64)} | {f"cpu_per_request_after_vs_before_c{c}": 1.0 for c in (1, 64)}
+    profile = {"c1": {"samples": 4000, "hardening_samples": 40, "hardening_share": 0.01},
+               "c64": {"samples": 5000, "hardening_samples": 200, "hardening_share": 0.04},
+               "target_share": 0.03, "target_met": {"c1": True, "c64": False}}
+    hardening = {"suite": "hardening", "machine": MACHINE, "setup": {"baseline": "abc123", "senders": 8, "load_average_before_after": [[1, 1, 1]] * 2},
+                 "speed": {"medians": speed, "ratios": ratios}, "profile": profile, "large_bodies": {}}
+    text = report.render_results({"hardening": hardening})
+    assert "| hardening cost: share of the server's CPU samples, c=1 (py-spy) | 1.0 % | <= 3 % | met |" in text
+    assert "| hardening cost: share of the server's CPU samples, c=64 (py-spy) | 4.0 % | <= 3 % | **missed** |" in text
+    assert "| c=64 | 5000 | 200 | 4.00 % |" in text
+    assert "hardening cost: req/s" not in text and "| c=1 | 1000 | 930 | 0.930x |" in text
+
+
+def test_hardening_samples_are_those_whose_innermost_frame_is_the_hardening():
+    from benchmarks.hardening import is_hardening
+
+    root = "run (asyncio/runners.py:118);answer (/src/service/fastpath.py:120)"
+    deadline = root + ";_read_body (/src/service/fastpath.py:134);receive (/src/service/fastpath.py:70)"
+    assert is_hardening(root + ";_read_body (/src/service/fastpath.py:134)") and is_hardening(deadline)
+    assert not is_hardening(deadline + ";receive (uvicorn/protocols/http/httptools_impl.py:560)")  # the server's own read
+    assert not is_hardening(root + ";_infer (/src/service/fastpath.py:152)")
+    assert not is_hardening(root + ";receive (/src/service/dataplane.py:10)")
+
 def test_function_fitting_counts_wins_over_relu_and_gelu_and_the_median_ratio():
     """A task counts when lut_linear beats both baselines beyond the standard error; the ratio is to the ReLU MLP's mean."""
     rows = [summary("f1", "lut_linear", 0.05, 0.001, "relative_rmse"), summary("f1", "relu", 0.10, 0.001, "relative_rmse"),
