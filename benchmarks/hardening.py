@@ -11,9 +11,10 @@ put first on ``PYTHONPATH``. Both are pinned to one core, wrk to the other.
   ``REF``, and requests/s between two server processes resolve only about 6% here (``benchmarks.monitor_cost``'s
   control), so the hardening's cost is measured inside one process too:
 * **Profile:** ``py-spy`` (the ``dev`` extra) samples this checkout's server under the same load at concurrency 1 and
-  64. The hardening's share is the samples whose innermost frame is its code on the request path: the body deadline
-  bookkeeping (``BodyDeadlines.receive`` and its periodic ``sweep``) and the body read with its limit checks
-  (``_read_body``, counted whole although part of it is the read every server needs, so the share is an upper bound).
+  64. The hardening's share is the samples in its code on the request path (``is_hardening``): the body deadline
+  bookkeeping (``BodyDeadlines.receive`` with the standard-library calls it makes, and its periodic ``sweep``) and the
+  body read with its limit checks (``_read_body``, counted whole although part of it is the read every server needs,
+  so the share is an upper bound).
   The other checks are single comparisons inside functions every request runs (Content-Length against the limit, the
   type checks of names and datatypes); they are not told apart from those functions' own work.
 * **Large bodies:** a fresh server of each kind under wrk's batch-1 traffic (concurrency 1) while eight clients
@@ -159,14 +160,18 @@ def speed(repository: Path, trees: dict[str, Path | None], pins: Pins, batch1: B
 
 
 HARDENING_SOURCE = "service/fastpath.py"
-HARDENING_FRAMES = ("receive (", "sweep (", "_read_body (", "too_large (")  # innermost frames in HARDENING_SOURCE
+HARDENING_FRAMES = {"BodyDeadlines.receive", "BodyDeadlines.sweep", "InferenceRoutes._read_body", "too_large"}  # in HARDENING_SOURCE
+OWN_WORK = ("service/", "uvicorn/")  # frames of the server's own work; under a hardening frame, the awaited body read
 TARGET_SHARE = 0.03  # at most this share of the server's CPU samples
 
 
 def is_hardening(stack: str) -> bool:
-    """Whether a sampled stack's innermost frame is hardening code on the request path (see the module docstring)."""
-    leaf = stack.rpartition(";")[2]
-    return HARDENING_SOURCE in leaf and leaf.startswith(HARDENING_FRAMES)
+    """Whether a sampled stack is in hardening code on the request path (see the module docstring): its innermost
+    hardening frame has only standard-library frames inside it (``asyncio.current_task``, ``time.monotonic``), not the
+    server's body read or other service code."""
+    frames = [frame.rpartition(" (") for frame in stack.split(";")]
+    inside = [i for i, (function, _, where) in enumerate(frames) if function in HARDENING_FRAMES and where.startswith(HARDENING_SOURCE)]
+    return bool(inside) and not any(where.startswith(OWN_WORK) for _, _, where in frames[inside[-1] + 1 :])
 
 
 def profile(repository: Path, pins: Pins, batch1: Body, seconds: int) -> dict[str, Any]:

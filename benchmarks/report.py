@@ -818,8 +818,8 @@ def hardening_profile(hardening: dict[str, Any]) -> list[str]:
     rows = [[f"c={c}", shares[f"c{c}"]["samples"], shares[f"c{c}"]["hardening_samples"], f"{100 * shares[f'c{c}']['hardening_share']:.2f} %"]
             for c in (1, 64)]
     return ["Inside one process: py-spy's samples (500 Hz, idle excluded) of this checkout's server under the same load, and "
-            "those whose innermost frame is the hardening on the request path (body deadlines, and the body read with its "
-            "limit checks, counted whole: an upper bound):",
+            "those in the hardening on the request path: the body deadlines with the standard-library calls they make, and "
+            "the body read with its limit checks, counted whole (an upper bound):",
             table(["concurrency", "samples", "in the hardening", "share"], rows)]
 
 
@@ -841,7 +841,8 @@ def hardening_section(results: Results) -> str:
         "Load averages (1, 5, 15 min) before and after the run: "
         + " and ".join(", ".join(f"{value:.1f}" for value in loads) for loads in hardening["setup"]["load_average_before_after"])
         + " on 2 cores: other jobs on the machine make these figures noisy. The ratio also carries every other change since "
-        "the baseline, and two identical servers differ by about 6% in requests/s here (`benchmarks.monitor_cost`'s control).",
+        "the baseline (monitors on by default, per-worker statistics, one general request decoder), and two identical servers "
+        "differ by about 6% in requests/s here (`benchmarks.monitor_cost`'s control).",
         *hardening_profile(hardening),
         f"Batch-1 traffic (wrk, c=1) while {hardening['setup']['senders']} clients keep sending large JSON bodies; "
         "a fresh server for each row and side, peak resident memory (VmHWM). Status 0: the connection closed before a reply "

@@ -196,12 +196,14 @@ def test_a_profiled_hardening_run_judges_the_cost_by_the_share_of_cpu_samples():
 def test_hardening_samples_are_those_whose_innermost_frame_is_the_hardening():
     from benchmarks.hardening import is_hardening
 
-    root = "run (asyncio/runners.py:118);answer (/src/service/fastpath.py:120)"
-    deadline = root + ";_read_body (/src/service/fastpath.py:134);receive (/src/service/fastpath.py:70)"
-    assert is_hardening(root + ";_read_body (/src/service/fastpath.py:134)") and is_hardening(deadline)
-    assert not is_hardening(deadline + ";receive (uvicorn/protocols/http/httptools_impl.py:560)")  # the server's own read
-    assert not is_hardening(root + ";_infer (/src/service/fastpath.py:152)")
-    assert not is_hardening(root + ";receive (/src/service/dataplane.py:10)")
+    root = "Runner.run (asyncio/runners.py:118);InferenceRoutes.answer (service/fastpath.py:120)"
+    read = root + ";InferenceRoutes._read_body (service/fastpath.py:134)"
+    deadline = read + ";BodyDeadlines.receive (service/fastpath.py:70)"
+    assert is_hardening(read) and is_hardening(deadline) and is_hardening(deadline + ";current_task (asyncio/tasks.py:39)")
+    assert not is_hardening(deadline + ";RequestResponseCycle.receive (uvicorn/protocols/http/httptools_impl.py:579)")  # the server's own read
+    assert not is_hardening(root + ";InferenceRoutes._infer (service/fastpath.py:152)")
+    assert not is_hardening(root + ";BodyDeadlines.receive (service/dataplane.py:10)")
+    assert is_hardening("Runner.run (asyncio/runners.py:118);BodyDeadlines.sweep (service/fastpath.py:82)")
 
 def test_function_fitting_counts_wins_over_relu_and_gelu_and_the_median_ratio():
     """A task counts when lut_linear beats both baselines beyond the standard error; the ratio is to the ReLU MLP's mean."""
