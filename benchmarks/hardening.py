@@ -241,9 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = write_results("hardening", {"setup": setup, **measured})
     for name, value in measured["speed"]["ratios"].items():
         print(f"{name}: {value:.3f}")
-    for concurrency in (1, 64):
-        if "profile" in measured:
-            print(f"hardening share of the server's CPU samples, c={concurrency}: {measured['profile'][f'c{concurrency}']['hardening_share']:.2%}")
+    for concurrency in (1, 64) if "profile" in measured else ():
+        print(f"hardening share of the server's CPU samples, c={concurrency}: {measured['profile'][f'c{concurrency}']['hardening_share']:.2%}")
     print(f"wrote {path}")
     return 0
 

@@ -147,8 +147,8 @@ class ChannelsLast(GraphBuilder):
     """Convnets: channels moved last around the ``[N, C]`` lookup (Transpose, Reshape, and back) at every map size."""
 
     def lookup_along(self, v: str, table: SegmentTable, layer: int, dim: int, rank: int, output: str | None = None,
-                     positions: int | None = None) -> str:
-        return super().lookup_along(v, table, layer, dim, rank, output, positions=None)
+                     positions: int = 0) -> str:
+        return super().lookup_along(v, table, layer, dim, rank, output, positions=0)
 
 
 class ConvTiled(GraphBuilder):

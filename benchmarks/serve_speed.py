@@ -365,6 +365,30 @@ def interleaved_rounds(servers: dict[str, Any], scenarios: Sequence[Scenario], f
                 progress.update()
     return runs
 
+def py_spy() -> str:
+    """The py-spy executable (on PATH, or beside this Python), or "" without one."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.is_file() else "")
+
+
+def sampled_stacks(server: tuple[int, int], client_pin: list[str], scenario: Scenario, body: Path, headers: dict[str, str],
+                   seconds: int) -> list[tuple[str, int]]:
+    """py-spy's samples of the server (500 Hz, idle excluded) while wrk runs ``scenario``: (stack, count) pairs, each
+    stack ``;``-separated ``function (file:line)`` frames, outermost first."""
+    port, pid = server
+    with tempfile.TemporaryDirectory(prefix="lutnet-spy-") as folder:
+        out = Path(folder, "stacks.txt")
+        spy = subprocess.Popen([py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", "500", "-f", "raw", "-o", str(out), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run_wrk(client_pin, server, scenario, body, headers, seconds)
+        if spy.wait(timeout=seconds + 30) != 0 or not out.is_file():
+            raise LutnetError("py-spy record", expected="a profile of the server (py-spy needs ptrace rights)", got=f"exit code {spy.returncode}")
+        samples = []
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            samples.append((stack, int(count)))
+        return samples
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_speed", description=__doc__.splitlines()[0])
@@ -417,27 +441,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def py_spy() -> str:
-    """The py-spy executable (on PATH, or beside this Python), or "" without one."""
-    beside = Path(sys.executable).parent / "py-spy"
-    return shutil.which("py-spy") or (str(beside) if beside.is_file() else "")
-
-
-def sampled_stacks(server: tuple[int, int], client_pin: list[str], scenario: Scenario, body: Path, headers: dict[str, str],
-                   seconds: int) -> list[tuple[str, int]]:
-    """py-spy's samples of the server (500 Hz, idle excluded) while wrk runs ``scenario``: (stack, count) pairs, each
-    stack ``;``-separated ``function (file:line)`` frames, outermost first."""
-    port, pid = server
-    with tempfile.TemporaryDirectory(prefix="lutnet-spy-") as folder:
-        out = Path(folder, "stacks.txt")
-        spy = subprocess.Popen([py_spy(), "record", "-p", str(pid), "-d", str(seconds), "-r", "500", "-f", "raw", "-o", str(out), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        run_wrk(client_pin, server, scenario, body, headers, seconds)
-        if spy.wait(timeout=seconds + 30) != 0 or not out.is_file():
-            raise LutnetError("py-spy record", expected="a profile of the server (py-spy needs ptrace rights)", got=f"exit code {spy.returncode}")
-        samples = []
-        for line in out.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            samples.append((stack, int(count)))
-        return samples

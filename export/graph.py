@@ -63,7 +63,7 @@ class GraphBuilder:
 
     def lookup(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
         """Evaluate the segment table at coordinates ``v`` of shape ``[N, C]``."""
-        return self._lookup(v, table, layer, lambda hint, values: self.constant(hint, values), 0, output)
+        return self._lookup(v, table, layer, self.constant, 0, output)
 
     def lookup_channels_first(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
         """Evaluate the segment table at coordinates ``v`` of shape ``[B, C, ...]``, gathering along the positions."""
@@ -95,16 +95,16 @@ class GraphBuilder:
         return self.op("Add", [self.op("Mul", [along, slope]), intercept], output=output)
 
     def lookup_along(self, v: str, table: SegmentTable, layer: int, dim: int, rank: int, output: str | None = None,
-                     positions: int | None = None) -> str:
+                     positions: int = 0) -> str:
         """Evaluate the segment table at coordinates ``v`` of any shape with channels on ``dim`` of ``rank``.
 
-        ``positions`` is the number of values per channel and row after ``dim`` when known (``H * W``). Channels on
+        ``positions`` is the number of values per channel and row after ``dim`` (``H * W``), 0 when unknown. Channels on
         axis 1 with enough positions take ``lookup_channels_first``; otherwise the lookup takes ``[N, C]``: channels
         move last (``Transpose``) and the rest flattens into rows, then both undo.
         """
         if (dim, rank) == (1, 2):
             return self.lookup(v, table, layer, output)
-        if dim == 1 and positions is not None and positions >= CHANNELS_FIRST_MIN_POSITIONS * table.segments:
+        if dim == 1 and positions >= CHANNELS_FIRST_MIN_POSITIONS * table.segments:
             return self.lookup_channels_first(v, table, layer, output)
         perm = [d for d in range(rank) if d != dim] + [dim]
         last = v if dim == rank - 1 else self.op("Transpose", [v], perm=perm)  # (..., C)
@@ -123,7 +123,7 @@ class GraphBuilder:
         if layer.activation == "gelu":
             return self.gelu(x, output)
         assert layer.table is not None
-        positions = None if spatial is None else spatial[0] * spatial[1]
+        positions = 0 if spatial is None else spatial[0] * spatial[1]
         return self.lookup_along(x, layer.table, index, 1, 2 if spatial is None else 4, output, positions)
 
     def gelu(self, x: str, output: str) -> str:

@@ -169,7 +169,7 @@ class _Graph:
         coordinate = x if folded_into is not None else self.affine(x, rows, shift, settings)
         table = settings.segment_table()
         self.builder.lookup_along(coordinate, table, self.lowered, settings.dim, settings.rank, output=node.output[0],
-                                  positions=settings.positions or None)
+                                  positions=settings.positions)
         self.nodes[at : at + 1] = self.builder.nodes
         self.lowered += 1
         return LoweredLookup(settings.name, coordinate, settings, table.segments, folded_into)

@@ -175,7 +175,6 @@ def test_hardening_before_and_after_come_from_the_file_with_the_cost_target():
     assert "| hardening cost: req/s after vs before c64 | 0.950x | >= 0.97x | **missed** |" in text
 
 
-
 def test_a_profiled_hardening_run_judges_the_cost_by_the_share_of_cpu_samples():
     """With a py-spy profile, the targets table takes the in-process share; the req/s ratio only stays in its section."""
     load = lambda rps: {"requests_per_second": rps, "server_cpu_us_per_request": 100.0, "p99_ms": 1.0}  # noqa: E731
@@ -193,7 +192,7 @@ def test_a_profiled_hardening_run_judges_the_cost_by_the_share_of_cpu_samples():
     assert "hardening cost: req/s" not in text and "| c=1 | 1000 | 930 | 0.930x |" in text
 
 
-def test_hardening_samples_are_those_whose_innermost_frame_is_the_hardening():
+def test_hardening_samples_are_those_in_its_frames_outside_the_servers_own_read():
     from benchmarks.hardening import is_hardening
 
     root = "Runner.run (asyncio/runners.py:118);InferenceRoutes.answer (service/fastpath.py:120)"
@@ -204,6 +203,7 @@ def test_hardening_samples_are_those_whose_innermost_frame_is_the_hardening():
     assert not is_hardening(root + ";InferenceRoutes._infer (service/fastpath.py:152)")
     assert not is_hardening(root + ";BodyDeadlines.receive (service/dataplane.py:10)")
     assert is_hardening("Runner.run (asyncio/runners.py:118);BodyDeadlines.sweep (service/fastpath.py:82)")
+
 
 def test_function_fitting_counts_wins_over_relu_and_gelu_and_the_median_ratio():
     """A task counts when lut_linear beats both baselines beyond the standard error; the ratio is to the ReLU MLP's mean."""
