@@ -16,8 +16,10 @@ calibration data (each layer calibrated on the codes the quantized layers before
 
 The graph: ``[Sub] -> Mul -> QuantizeLinear`` at the input; per hidden layer ``QLinearMatMul`` (or ``QLinearConv``)
 ``-> Cast -> GatherElements`` on a ``[256, C]`` table (a convolution's codes move channels last around it)
-``[-> MaxPool]``; the head ``MatMulInteger -> Add (int32 bias) -> DequantizeLinear``, so the
-model takes and gives float32 as the float export does.
+``[-> MaxPool]``; the head ``MatMulInteger -> DequantizeLinear``, its int32 bias the dequantization's zero point
+(negated), so the model takes and gives float32 as the float export does. The input's ``Sub`` is there only where
+the codes need it: a dense first layer reads raw values when every feature's range holds 0 (images, counts,
+standardized features), and their mean then joins the bias like any centre.
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ MAX_ACCURACY_DROP = 0.005  # classification: accuracy lost to int8 on the evalua
 MAX_RMSE_INCREASE = 0.05  # regression: relative RMSE increase from int8, at most
 MIN_CALIBRATION_ROWS = 16
 MIDDLE = 128  # zero point of codes centred per channel
+# A dense first layer reads raw inputs (no Sub in the graph) when no feature loses more than this much
+# resolution, in bits, against codes centred on its own range.
+RAW_INPUT_MAX_LOSS = 0.25
 INT32_LIMIT = 2**31 - 1
 
 
@@ -123,6 +128,22 @@ def zero_centred_codes(lo: np.ndarray, hi: np.ndarray) -> Codes:
     return Codes(scale=scale, zero=zero, centre=np.zeros_like(scale))
 
 
+def dense_input_codes(h: np.ndarray, mean: np.ndarray) -> Codes:
+    """How a dense first layer reads the inputs ``x = h + mean``: raw values where that costs (almost) nothing, else centred.
+
+    Raw codes (``rint(x * multiplier) + zero``, one zero point) need no ``Sub`` in the graph; the mean they carry is a
+    real offset of what the layer reads (``centre = -mean``), which joins the bias. They are taken when every
+    feature's raw range, widened to hold 0, loses at most ``RAW_INPUT_MAX_LOSS`` bits against centred codes, and
+    every constant feature is exactly 0 (its raw code is then exact too).
+    """
+    lo, hi = channel_ranges(h)
+    centred = centred_codes(lo, hi)
+    zero, scale = shared_zero(lo + mean, hi + mean)
+    varies = hi > lo
+    fits = np.where(varies, scale <= centred.scale * 2.0**RAW_INPUT_MAX_LOSS, lo + mean == 0)
+    return Codes(scale=scale, zero=zero, centre=-mean) if np.all(fits) else centred
+
+
 def encode(values: np.ndarray, codes: Codes) -> np.ndarray:
     """Real values (channels on axis 1) to codes, as a table does."""
     shape = (1, -1) + (1,) * (values.ndim - 2)
@@ -184,9 +205,9 @@ def quantize_chain(chain: Chain, calibration: np.ndarray) -> QuantizedModel:
     first_is_conv = chain.stages[0].conv if chain.stages else False
     if first_is_conv:  # a convolution pads the standardized input with zeros: the codes must hold a real zero
         reads = zero_centred_codes(*channel_ranges(h))
-    else:  # the codes hold each feature's range around its middle, which the input's Sub takes off with the mean
-        reads = centred_codes(*channel_ranges(h))
-    shift = mean + reads.centre
+    else:
+        reads = dense_input_codes(h, mean)
+    shift = mean + reads.centre  # 0 for raw codes: the graph has no Sub
     qinput = QuantizedInput(shift=shift.reshape(row).astype(np.float32) if np.any(shift != 0) else None,
                             multiplier=(1.0 / reads.scale).reshape(row).astype(np.float32), zero=reads.zero)
     codes = quantized.quantize_input(x, qinput)
@@ -424,8 +445,9 @@ def build_quantized_graph(model: QuantizedModel, *, num_outputs: int, card: dict
     acc = b.op("MatMulInteger", [codes, b.constant("head.weight", head.weight, np.int8),
                                  b.constant("head.input_zero", np.array(head.zero_in), np.uint8),
                                  b.constant("head.weight_zero", np.zeros(len(head.bias)), np.int8)], "head.sums")
-    biased = b.op("Add", [acc, b.constant("head.bias", head.bias, np.int32)])
-    b.op("DequantizeLinear", [biased, b.constant("head.scale", head.scale)], output=output_name, axis=1)
+    # (acc - (-bias)) * scale: DequantizeLinear subtracts its int32 zero point in int32, the sum an Add would give.
+    b.op("DequantizeLinear", [acc, b.constant("head.scale", head.scale), b.constant("head.bias_negated", -head.bias, np.int32)],
+         output=output_name, axis=1)
     graph = helper.make_graph(
         b.nodes, "lutnet_int8",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", *model.input_shape])],

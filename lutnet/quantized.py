@@ -11,8 +11,9 @@ input code::
 
 The table folds in everything between two matrix products: the bias, the learned activation, and the
 quantization of its output for the next layer (``lutnet.export.quantize`` builds it). The input is shifted
-and scaled per feature in float32, then quantized (``QuantizeLinear``); the head is an integer
-product plus an int32 bias, dequantized per output (``DequantizeLinear``), so outputs are float again.
+(where its codes need it) and scaled per feature in float32, then quantized (``QuantizeLinear``); the head is an
+integer product plus an int32 bias, dequantized per output (``DequantizeLinear``, the bias its negated zero
+point), so outputs are float again.
 
 ``forward`` below is the reference: it reproduces onnxruntime's ``QuantizeLinear``, ``QLinearMatMul``,
 ``QLinearConv``, ``GatherElements``, ``MaxPool``, ``MatMulInteger`` and ``DequantizeLinear`` bit for bit
@@ -36,7 +37,7 @@ WEIGHT_LIMIT = 63
 
 @dataclass(frozen=True)
 class QuantizedInput:
-    """``code = clip(rint((x - shift) * multiplier) + zero, 0, 255)``: ``Sub``, ``Mul`` and a per-tensor ``QuantizeLinear``.
+    """``code = clip(rint((x - shift) * multiplier) + zero, 0, 255)``: ``[Sub]``, ``Mul`` and a per-tensor ``QuantizeLinear``.
 
     ``shift`` and ``multiplier`` are per feature (per channel for images). onnxruntime's per-axis ``QuantizeLinear``
     takes a slow path, so the per-feature part is float arithmetic and the quantization itself per tensor.
@@ -67,7 +68,10 @@ class QuantizedLayer:
 
 @dataclass(frozen=True)
 class QuantizedHead:
-    """``output = float32(acc + bias) * scale`` with ``acc`` the integer product of the last codes and ``weight``."""
+    """``output = float32(acc + bias) * scale`` with ``acc`` the integer product of the last codes and ``weight``.
+
+    In the graph, ``DequantizeLinear(acc, scale, zero_point=-bias)``: the same int32 sum, then the same product.
+    """
 
     weight: np.ndarray  # int8 [in, out]
     zero_in: int
@@ -85,7 +89,7 @@ class QuantizedModel:
 
 
 def quantize_input(x: np.ndarray, quantized: QuantizedInput) -> np.ndarray:
-    """The input's ``Sub``, ``Mul`` and ``QuantizeLinear`` (scale 1) in float32, as onnxruntime computes them."""
+    """The input's ``[Sub]``, ``Mul`` and ``QuantizeLinear`` (scale 1) in float32, as onnxruntime computes them."""
     x = np.asarray(x, dtype=np.float32)
     if quantized.shift is not None:
         x = x - quantized.shift[None]

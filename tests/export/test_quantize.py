@@ -16,6 +16,7 @@ from lutnet.checkpoint import CALIBRATION_FILE, TEST_SPLIT_FILE, Checkpoint, wri
 from lutnet.errors import LutnetError
 from lutnet.export.cli import main as export_main
 from lutnet.export.exporter import export_file, export_to_repository
+from lutnet.export import quantize
 from lutnet.export.fold import fold
 from lutnet.export.quantize import (
     QuantizationError,
@@ -104,6 +105,33 @@ def test_int8_convnet_reads_each_uint8_table_per_channel() -> None:
     first = tables[next(name for name in tables if name.startswith("act0.table"))]
     assert first.dtype == np.uint8 and first.shape == (256, 4)
     np.testing.assert_array_equal(first, model.layers[0].table)
+
+
+@pytest.mark.parametrize("offset, sub", [(0.0, False), (50.0, True)])
+def test_a_dense_first_layer_reads_raw_inputs_when_every_range_holds_zero(offset: float, sub: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoint = random_checkpoint(mlp_spec(), seed=6)
+    rng = np.random.default_rng(0)
+    features = checkpoint.spec.input_shape[0]
+    calibration = (offset + rng.uniform(0.0, 4.0, (256, features))).astype(np.float32)  # pixels or counts: ranges from 0 up
+    calibration[:, 0] = offset  # a constant feature (0 where the raw codes can take it)
+    model, proto = int8_graph(checkpoint, calibration)
+    ops = [node.op_type for node in proto.graph.node]
+    assert ("Sub" in ops) is sub and (model.input.shift is not None) is sub
+    assert "Add" not in ops and ops[-2:] == ["MatMulInteger", "DequantizeLinear"]  # the bias is the zero point
+    x = np.concatenate([(offset + rng.uniform(-2.0, 6.0, (64, features))).astype(np.float32), np.zeros((1, features), np.float32)])
+    output, codes = run_graph(proto, x, len(checkpoint.spec.hidden))
+    expected, expected_codes = quantized.forward(model, x)
+    np.testing.assert_array_equal(output.view(np.uint32), expected.view(np.uint32))
+    for got, want in zip(codes, expected_codes, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # Raw codes cost no accuracy against codes centred on each feature's range, on the calibrated ranges.
+    inside = x[:64].clip(offset, offset + 4.0)
+    float_output = reference.forward(checkpoint, inside)
+    monkeypatch.setattr(quantize, "RAW_INPUT_MAX_LOSS", -np.inf)
+    _, centred_proto = int8_graph(checkpoint, calibration)
+    errors = [np.sqrt(np.mean((run_graph(p, inside, len(checkpoint.spec.hidden))[0] - float_output) ** 2)) for p in (proto, centred_proto)]
+    assert errors[0] <= 1.1 * errors[1]
+    assert "Sub" in [node.op_type for node in centred_proto.graph.node]
 
 
 def test_segment_values_follow_the_numpy_reference_of_the_tables() -> None:
