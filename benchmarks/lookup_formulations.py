@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 from benchmarks.common import write_results
 from benchmarks.export_speed import CONVNETS, REFERENCE_SHAPE, inputs, interleaved, onnx_runner, synthetic_checkpoint, variant
 from lutnet.export.fold import FusedLayer, SegmentTable
-from lutnet.export.graph import GraphBuilder, activation_output, build_graph
+from lutnet.export.graph import DEFAULT_OPSET, GraphBuilder, activation_output, build_graph
 from lutnet.spec import ModelSpec
 from lutnet.export.verify import probe_inputs, verify
 
@@ -99,6 +99,32 @@ class FlatGatherPairsInt32(FlatGatherInt32):
         axis = self.constant("axis", np.array([-1]), np.int64)
         intercept, slope = (self.op("Squeeze", [name, axis]) for name in (intercept, slope))
         return self.op("Add", [self.op("Mul", [v, slope]), intercept], output=output)
+
+
+class PackedPairsBitCast(Candidate):
+    """One GatherElements of uint64 words holding the (intercept, slope) float32 bits, split by bit operations.
+
+    Halves the gathers; ``BitCast`` needs opset 26. Low word: ``BitwiseAnd``, ``Cast`` to uint32, ``BitCast``; high
+    word: ``BitShift``, ``Cast``, ``BitCast``.
+    """
+
+    index_type = TensorProto.INT32
+    opset = 26
+
+    def lookup(self, v: str, table: SegmentTable, layer: int, output: str | None = None) -> str:
+        if table.slope is None:
+            return super().lookup(v, table, layer, output)
+        intercept_bits = table.intercept.astype(np.float32).view(np.uint32).astype(np.uint64)
+        slope_bits = table.slope.astype(np.float32).view(np.uint32).astype(np.uint64)
+        words = self.gather(intercept_bits | (slope_bits << np.uint64(32)), self.index(v, table))
+        low = self.op("BitwiseAnd", [words, self.constant("low_word", np.array(0xFFFFFFFF), np.uint64)])
+        high = self.op("BitShift", [words, self.constant("word_bits", np.array(32), np.uint64)], direction="RIGHT")
+        intercept, slope = (self.op("BitCast", [self.op("Cast", [half], to=TensorProto.UINT32)], to=TensorProto.FLOAT) for half in (low, high))
+        return self.op("Add", [self.op("Mul", [v, slope]), intercept], output=output)
+
+    def gather(self, values: np.ndarray, index: str, output: str | None = None) -> str:
+        dtype = np.uint64 if values.dtype == np.uint64 else np.float32
+        return self.op("GatherElements", [self.constant("table", values, dtype), index], output=output, axis=0)
 
 
 class SegmentMajorInt32(FlatGatherInt32):
@@ -197,6 +223,7 @@ CANDIDATES: dict[str, type[GraphBuilder]] = {
     "gather_flat_offsets_int64": FlatGather,
     "gather_flat_offsets_int32": FlatGatherInt32,
     "gather_flat_pairs_int32": FlatGatherPairsInt32,
+    "gather_elements_packed_pairs_bitcast": PackedPairsBitCast,
     "gather_segment_major_int32": SegmentMajorInt32,
     "gather_nd_int64": GatherND,
     "gather_float_offsets_int32": FloatOffsets,
@@ -209,7 +236,7 @@ def compare(
     """Latency ratio to the ReLU model and measured exactness of every candidate for one lookup."""
     checkpoint = synthetic_checkpoint(variant(spec, "lut", mode, extrapolate))
     relu = build_graph(synthetic_checkpoint(variant(spec, "relu")))
-    protos = {name: build_graph(checkpoint, builder=builder) for name, builder in candidates.items()}
+    protos = {name: build_graph(checkpoint, builder=builder, opset=getattr(builder, "opset", DEFAULT_OPSET)) for name, builder in candidates.items()}
     probes = probe_inputs(checkpoint)
     exactness = {name: verify(proto, checkpoint, checkpoint, probes) for name, proto in protos.items()}
     table: dict[str, dict[str, object]] = {
