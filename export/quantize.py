@@ -128,20 +128,24 @@ def zero_centred_codes(lo: np.ndarray, hi: np.ndarray) -> Codes:
     return Codes(scale=scale, zero=zero, centre=np.zeros_like(scale))
 
 
-def dense_input_codes(h: np.ndarray, mean: np.ndarray) -> Codes:
+def dense_input_codes(h: np.ndarray, mean: np.ndarray) -> tuple[Codes, int, np.ndarray]:
     """How a dense first layer reads the inputs ``x = h + mean``: raw values where that costs (almost) nothing, else centred.
 
-    Raw codes (``rint(x * multiplier) + zero``, one zero point) need no ``Sub`` in the graph; the mean they carry is a
-    real offset of what the layer reads (``centre = -mean``), which joins the bias. They are taken when every
-    feature's raw range, widened to hold 0, loses at most ``RAW_INPUT_MAX_LOSS`` bits against centred codes, and
-    every constant feature is exactly 0 (its raw code is then exact too).
+    Returns how the layer reads the codes, the zero point that writes them (``QuantizeLinear``'s) and the shift the
+    input subtracts first. Raw codes (``rint(x * multiplier) + written zero``, one zero point) need no ``Sub``: the
+    mean becomes a real offset of what the layer reads, which joins the bias. The layer still reads them around the
+    middle code, so that its integer sums, and the pre-activation codes they give, stay centred. They are taken when
+    every feature's raw range, widened to hold 0, loses at most ``RAW_INPUT_MAX_LOSS`` bits against centred codes,
+    and every constant feature is exactly 0 (its raw code is then exact too).
     """
     lo, hi = channel_ranges(h)
     centred = centred_codes(lo, hi)
     zero, scale = shared_zero(lo + mean, hi + mean)
     varies = hi > lo
     fits = np.where(varies, scale <= centred.scale * 2.0**RAW_INPUT_MAX_LOSS, lo + mean == 0)
-    return Codes(scale=scale, zero=zero, centre=-mean) if np.all(fits) else centred
+    if not np.all(fits):
+        return centred, centred.zero, mean + centred.centre
+    return Codes(scale=scale, zero=MIDDLE, centre=(MIDDLE - zero) * scale - mean), zero, np.zeros_like(mean)
 
 
 def encode(values: np.ndarray, codes: Codes) -> np.ndarray:
@@ -205,11 +209,11 @@ def quantize_chain(chain: Chain, calibration: np.ndarray) -> QuantizedModel:
     first_is_conv = chain.stages[0].conv if chain.stages else False
     if first_is_conv:  # a convolution pads the standardized input with zeros: the codes must hold a real zero
         reads = zero_centred_codes(*channel_ranges(h))
+        written, shift = reads.zero, mean + reads.centre
     else:
-        reads = dense_input_codes(h, mean)
-    shift = mean + reads.centre  # 0 for raw codes: the graph has no Sub
+        reads, written, shift = dense_input_codes(h, mean)
     qinput = QuantizedInput(shift=shift.reshape(row).astype(np.float32) if np.any(shift != 0) else None,
-                            multiplier=(1.0 / reads.scale).reshape(row).astype(np.float32), zero=reads.zero)
+                            multiplier=(1.0 / reads.scale).reshape(row).astype(np.float32), zero=written)
     codes = quantized.quantize_input(x, qinput)
     layers = []
     for i, stage in enumerate(chain.stages):
