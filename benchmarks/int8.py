@@ -15,9 +15,11 @@ activations and with ReLU, then exported five ways:
 (``lutnet train`` defaults) per set and seed, its float and int8 exports scored on the test split
 (``int8_accuracy.json``; bounds: at most 0.5 accuracy points lost, at most 5% RMSE added).
 
-onnxruntime CPU with 1 thread; the five are timed in interleaved rounds at each batch size and compared by
-medians. Targets: ``int8_lut`` at most 1.0x ``float_relu`` at batch 32 and 1024 and 1.3x at batch 1, and at most
-1.0x ``ort_int8_relu`` at batch 32 and 1024. Accuracy is each exported file's on the test split. ``kernels_us`` is
+onnxruntime CPU with 1 thread; the five are timed in interleaved rounds at each batch size. ``median_us`` is
+each variant's median over all rounds; a ratio is the median of the per-round ratios of medians, each round's
+variants timed within moments of each other, which slow drift on a shared machine cannot tilt. Targets:
+``int8_lut`` at most 1.0x ``float_relu`` at batch 32 and 1024 and 1.3x at batch 1, and at most 1.0x
+``ort_int8_relu`` at batch 32 and 1024. Accuracy is each exported file's on the test split. ``kernels_us`` is
 onnxruntime's profile of three variants (time per operator type, after its graph optimizations): where the time goes.
 """
 from __future__ import annotations
@@ -41,6 +43,7 @@ from lutnet.export.exporter import export_model
 BATCHES = (1, 32, 1024)
 TARGETS = {"vs_float_relu": {1: 1.3, 32: 1.0, 1024: 1.0}, "vs_ort_int8_relu": {32: 1.0, 1024: 1.0}}
 MODELS = {"mlp": {"model": "mlp"}, "convnet": {"model": "convnet"}}
+ROUNDS, ROUNDS_QUICK = 15, 3
 VARIANTS = ("float_relu", "float_lut", "int8_lut", "int8_relu", "ort_int8_relu")
 
 
@@ -129,18 +132,22 @@ def measure_family(family: str, quick: bool, work: Path) -> dict[str, Any]:
     for batch in BATCHES:
         feeds = {"input": np.ascontiguousarray(x[rng.integers(0, len(x), batch)])}
         cost = 1 if batch == 1 else batch // 32 + 1
-        repeats = max(3, (30 if quick else 200) // cost)
+        repeats = max(3, (30 if quick else 100) // cost)
         samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        for _ in range(3 if quick else 7):  # interleaved rounds: drift on a shared machine hits all five alike
-            for name, s in sessions.items():
-                samples[name] += time_call(lambda s=s, feeds=feeds: s.run(None, feeds), repeats=repeats)
+        rounds: list[dict[str, float]] = []
+        for _ in range(ROUNDS_QUICK if quick else ROUNDS):  # interleaved rounds: drift on a shared machine hits all five alike
+            this_round = {name: time_call(lambda s=s, feeds=feeds: s.run(None, feeds), repeats=repeats) for name, s in sessions.items()}
+            rounds.append({name: statistics.median(v) for name, v in this_round.items()})
+            for name, v in this_round.items():
+                samples[name] += v
         medians = {name: statistics.median(v) for name, v in samples.items()}
-        entry: dict[str, Any] = {"median_us": {name: round(m * 1e6, 2) for name, m in medians.items()}}
+        entry: dict[str, Any] = {"median_us": {name: round(m * 1e6, 2) for name, m in medians.items()}, "rounds": len(rounds)}
         for ratio, baseline in (("vs_float_relu", "float_relu"), ("vs_ort_int8_relu", "ort_int8_relu")):
-            value = medians["int8_lut"] / medians[baseline]
+            # Paired: each round's ratio compares variants timed within moments of each other; the ratio is their median.
+            value = statistics.median(r["int8_lut"] / r[baseline] for r in rounds)
             target = TARGETS[ratio].get(batch)
             entry[ratio] = {"ratio": round(value, 3), "target": target, "met": None if target is None else value <= target}
-        entry["float_lut_vs_float_relu"] = round(medians["float_lut"] / medians["float_relu"], 3)
+        entry["float_lut_vs_float_relu"] = round(statistics.median(r["float_lut"] / r["float_relu"] for r in rounds), 3)
         result[f"batch_{batch}"] = entry
         print(f"{family} batch {batch}: {entry}")
     profile_batch = {"mlp": 1024, "convnet": 32}[family]
