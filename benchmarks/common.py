@@ -9,6 +9,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,37 @@ def time_call(fn: Callable[[], object], *, repeats: int, warmup: int = 3) -> lis
         fn()
         samples.append(time.perf_counter() - start)
     return samples
+
+
+@dataclass(frozen=True)
+class PairedRounds:
+    """Calls timed in interleaved rounds: every sample of each, and each round's median of each."""
+
+    samples: dict[str, list[float]]
+    rounds: list[dict[str, float]]
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.samples[name])
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        """The median over rounds of ``numerator``'s median over ``denominator``'s in the same round.
+
+        Both medians of a round were timed within moments of each other, so slow drift on a shared machine (another
+        tenant, a clock change) moves both alike, where it could tilt a ratio of medians pooled over the whole run.
+        """
+        return statistics.median(r[numerator] / r[denominator] for r in self.rounds)
+
+
+def paired_rounds(calls: dict[str, Callable[[], object]], *, rounds: int, repeats: int) -> PairedRounds:
+    """Time every call ``repeats`` times per round, the calls one after another, for ``rounds`` rounds."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    medians = []
+    for _ in range(rounds):
+        this_round = {name: time_call(call, repeats=repeats) for name, call in calls.items()}
+        medians.append({name: statistics.median(v) for name, v in this_round.items()})
+        for name, v in this_round.items():
+            samples[name] += v
+    return PairedRounds(samples, medians)
 
 
 def summarize(samples: list[float]) -> dict[str, float]:

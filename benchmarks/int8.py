@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from benchmarks.common import record, time_call
+from benchmarks.common import paired_rounds, record
 from lutnet import tensorfile
 from lutnet.checkpoint import CALIBRATION_FILE, TEST_SPLIT_FILE
 from lutnet.export.exporter import export_model
@@ -133,21 +133,14 @@ def measure_family(family: str, quick: bool, work: Path) -> dict[str, Any]:
         feeds = {"input": np.ascontiguousarray(x[rng.integers(0, len(x), batch)])}
         cost = 1 if batch == 1 else batch // 32 + 1
         repeats = max(3, (30 if quick else 100) // cost)
-        samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        rounds: list[dict[str, float]] = []
-        for _ in range(ROUNDS_QUICK if quick else ROUNDS):  # interleaved rounds: drift on a shared machine hits all five alike
-            this_round = {name: time_call(lambda s=s, feeds=feeds: s.run(None, feeds), repeats=repeats) for name, s in sessions.items()}
-            rounds.append({name: statistics.median(v) for name, v in this_round.items()})
-            for name, v in this_round.items():
-                samples[name] += v
-        medians = {name: statistics.median(v) for name, v in samples.items()}
-        entry: dict[str, Any] = {"median_us": {name: round(m * 1e6, 2) for name, m in medians.items()}, "rounds": len(rounds)}
+        calls = {name: (lambda s=s, feeds=feeds: s.run(None, feeds)) for name, s in sessions.items()}
+        timed = paired_rounds(calls, rounds=ROUNDS_QUICK if quick else ROUNDS, repeats=repeats)
+        entry: dict[str, Any] = {"median_us": {name: round(timed.median(name) * 1e6, 2) for name in VARIANTS}, "rounds": len(timed.rounds)}
         for ratio, baseline in (("vs_float_relu", "float_relu"), ("vs_ort_int8_relu", "ort_int8_relu")):
-            # Paired: each round's ratio compares variants timed within moments of each other; the ratio is their median.
-            value = statistics.median(r["int8_lut"] / r[baseline] for r in rounds)
+            value = timed.ratio("int8_lut", baseline)
             target = TARGETS[ratio].get(batch)
             entry[ratio] = {"ratio": round(value, 3), "target": target, "met": None if target is None else value <= target}
-        entry["float_lut_vs_float_relu"] = round(statistics.median(r["float_lut"] / r["float_relu"] for r in rounds), 3)
+        entry["float_lut_vs_float_relu"] = round(timed.ratio("float_lut", "float_relu"), 3)
         result[f"batch_{batch}"] = entry
         print(f"{family} batch {batch}: {entry}")
     profile_batch = {"mlp": 1024, "convnet": 32}[family]

@@ -3,14 +3,14 @@
 For each of the four examples (``examples/``): the model trained a few steps, exported by ``export_module``
 (folded, and with ``fold=False``), and the same model with every LUT layer put back to the activation its
 table started as, exported by plain ``torch.onnx.export``. onnxruntime, 1 thread, batch 1 and 256; the
-three are timed in interleaved rounds and compared by medians. Targets: fused / original <= 1.5x at batch 1
+three are timed in interleaved rounds; a ratio is the median over rounds of the ratio of their medians
+(``benchmarks.common.paired_rounds``). Targets: fused / original <= 1.5x at batch 1
 and <= 2.0x at batch 256.
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from benchmarks.common import record, time_call
+from benchmarks.common import paired_rounds, record
 from examples import cnn, residual_mlp, tabular, transformer
 from examples.common import Example, train
 from lutnet.export import export_module
@@ -67,18 +67,17 @@ def measure_example(example: Example, quick: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"nodes": {kind: len(proto.graph.node) for kind, proto in graphs.items()}}
     for batch in BATCHES:
         feeds = {name: np.ascontiguousarray(x[:batch].numpy()) for name, x in zip(names, sample, strict=True)}
-        repeats = (50 if quick else 300) if batch == 1 else (10 if quick else 60)
-        samples: dict[str, list[float]] = {kind: [] for kind in sessions}
-        for _ in range(3 if quick else 7):  # interleaved rounds: drift on a shared machine hits all three alike
-            for kind, s in sessions.items():
-                samples[kind] += time_call(lambda s=s, feeds=feeds: s.run(None, feeds), repeats=repeats)
-        medians = {kind: statistics.median(v) for kind, v in samples.items()}
+        repeats = (50 if quick else 100) if batch == 1 else (10 if quick else 20)
+        calls = {kind: (lambda s=s, feeds=feeds: s.run(None, feeds)) for kind, s in sessions.items()}
+        timed = paired_rounds(calls, rounds=3 if quick else 15, repeats=repeats)
+        fused_vs_original = timed.ratio("fused", "original")
         result[f"batch_{batch}"] = {
-            "median_us": {kind: round(m * 1e6, 2) for kind, m in medians.items()},
-            "fused_vs_original": round(medians["fused"] / medians["original"], 3),
-            "unfolded_vs_fused": round(medians["unfolded"] / medians["fused"], 3),
+            "median_us": {kind: round(timed.median(kind) * 1e6, 2) for kind in sessions},
+            "rounds": len(timed.rounds),
+            "fused_vs_original": round(fused_vs_original, 3),
+            "unfolded_vs_fused": round(timed.ratio("unfolded", "fused"), 3),
             "target": TARGETS[batch],
-            "met": medians["fused"] / medians["original"] <= TARGETS[batch],
+            "met": fused_vs_original <= TARGETS[batch],
         }
         print(f"{example.name} batch {batch}: {result[f'batch_{batch}']}")
     return result
