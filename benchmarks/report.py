@@ -293,8 +293,8 @@ def module_export_table(results: Results) -> str:
         for batch in result["batches"]:
             run = example[f"batch_{batch}"]
             median = run["median_us"]
-            cells.append(f"{median['fused']:.1f} us / {median['original']:.1f} us = {run['fused_vs_original']:.2f}x "
-                         f"({'met' if run['met'] else '**missed**'})")
+            cells.append(f"{run['fused_vs_original']:.2f}x ({'met' if run['met'] else '**missed**'}; "
+                         f"{median['fused']:.1f} us, {median['original']:.1f} us)")
         fold = " / ".join(f"{example[f'batch_{b}']['unfolded_vs_fused']:.2f}x" for b in result["batches"])
         rows.append([name, *cells, fold])
     header = ["example", *[f"batch {b} (target <= {result['targets'][str(b)]}x)" for b in result["batches"]],
@@ -308,8 +308,11 @@ def module_export_section(results: Results) -> str:
     return "\n\n".join([
         "## Your own module, exported",
         "The four examples (`examples/`), each exported by `export_module` and, with its LUT layers put back to the activations "
-        "their tables started as, by plain `torch.onnx.export`; onnxruntime, 1 thread, medians of interleaved rounds "
-        "(`python -m benchmarks.module_export`). The last column is the unfolded export's latency over the fused one's.",
+        "their tables started as, by plain `torch.onnx.export`; onnxruntime, 1 thread, interleaved rounds "
+        "(`python -m benchmarks.module_export`). Each cell is fused over original, then the two medians over all samples. "
+        "A ratio is the median over rounds of the ratio within a round, which a change of machine speed during the run "
+        "cannot tilt; where the speed changed, the quotient of the two medians can differ from it. The last column is the "
+        "unfolded export's latency over the fused one's.",
         module_export_table(results),
         measured_on(results["module_export"]),
     ])
@@ -1022,9 +1025,11 @@ def render_readme_snippet(results: Results) -> str:
         *equal_latency_headline(results),
         *fitting_headline(results),
         "**Inference latency** (onnxruntime CPU, digits budget, ratio to the ReLU MLP):\n\n" + inference_headline(results),
-        *(["**Your own module, exported** (fused LUT / original activations, onnxruntime, 1 thread; `python -m benchmarks.module_export`):\n\n"
+        *(["**Your own module, exported** (fused LUT / original activations, the median of per-round ratios, then the medians of each; "
+           "onnxruntime, 1 thread; `python -m benchmarks.module_export`):\n\n"
             + module_export_table(results)] if "module_export" in results else []),
-        *(["**int8 graphs** (digits reference models, onnxruntime, 1 thread, median µs; `python -m benchmarks.int8`):\n\n"
+        *(["**int8 graphs** (digits reference models, onnxruntime, 1 thread, median µs; ratios are medians of per-round ratios; "
+           "`python -m benchmarks.int8`):\n\n"
             + int8_table(results)] if "int8" in results else []),
         "**Serving** (batch-1 v2 JSON infer, one worker; req/s with p99 latency):\n\n" + serving_headline(results),
         "**Speed targets** (medians measured side by side in one run of each script):\n\n"
