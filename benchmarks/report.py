@@ -296,10 +296,9 @@ def module_export_table(results: Results) -> str:
             cells.append(f"{run['fused_vs_original']:.2f}x ({'met' if run['met'] else '**missed**'}; "
                          f"{median['fused']:.1f} us, {median['original']:.1f} us)")
         fold = " / ".join(f"{example[f'batch_{b}']['unfolded_vs_fused']:.2f}x" for b in result["batches"])
-        nearest = [example[f"batch_{b}"].get("nearest_vs_original") for b in result["batches"]]
-        rows.append([name, *cells, fold, " / ".join("-" if r is None else f"{r:.2f}x" for r in nearest)])
+        rows.append([name, *cells, fold])
     header = ["example", *[f"batch {b} (target <= {result['targets'][str(b)]}x)" for b in result["batches"]],
-              "without fold / with fold (per batch)", "nearest / original (per batch)"]
+              "without fold / with fold (per batch)"]
     return table(header, rows)
 
 
@@ -312,9 +311,8 @@ def module_export_section(results: Results) -> str:
         "their tables started as, by plain `torch.onnx.export`; onnxruntime, 1 thread, interleaved rounds "
         "(`python -m benchmarks.module_export`). Each cell is fused over original, then the two medians over all samples. "
         "A ratio is the median over rounds of the ratio within a round, which a change of machine speed during the run "
-        "cannot tilt; where the speed changed, the quotient of the two medians can differ from it. The last two columns are the "
-        "unfolded export's latency over the fused one's, and the `nearest` export's (within a deviation of 1e-3 of the output "
-        "scale, as the examples export it) over the original's.",
+        "cannot tilt; where the speed changed, the quotient of the two medians can differ from it. The last column is the "
+        "unfolded export's latency over the fused one's.",
         module_export_table(results),
         measured_on(results["module_export"]),
     ])
