@@ -15,7 +15,7 @@ pytest.importorskip("onnxscript")
 httpclient = pytest.importorskip("tritonclient.http")
 
 from examples import cnn, residual_mlp, tabular, transformer  # noqa: E402
-from examples.common import Example, train  # noqa: E402
+from examples.common import NEAREST_MAX_ERROR, Example, main, train  # noqa: E402
 from lutnet import metadata  # noqa: E402
 from lutnet.export import export_module  # noqa: E402
 from lutnet.export.verify import output_scale, relative_errors  # noqa: E402
@@ -25,7 +25,6 @@ from tests.service.server import Server  # noqa: E402
 EXAMPLES = {e.name: e for e in (residual_mlp.EXAMPLE, cnn.EXAMPLE, tabular.EXAMPLE, transformer.EXAMPLE)}
 ROWS = {"cnn": 192}  # convolutions train slowest on 2 cores: fewer rows and steps keep the suite short
 STEPS = {"cnn": 8}
-NEAREST_MAX_ERROR = 1e-2
 LINEAR_TOLERANCE = 1e-5
 
 
@@ -135,3 +134,15 @@ def test_served_by_lutnet_serve_over_v2(exported: dict[str, Exported], server: S
         served = client.infer(name, requests, model_version=version, outputs=outputs).as_numpy(output_name)
         np.testing.assert_allclose(served, model.run(proto), rtol=0, atol=1e-6 * max(1.0, float(np.abs(model.eager).max())))
     assert client.is_model_ready(name, "2")
+
+
+def test_the_example_script_exports_both_modes_or_fails_cleanly_with_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    short = ["--rows", "300", "--steps", "20"]
+    unreachable = tmp_path / "unreachable"
+    assert main(tabular.EXAMPLE, [*short, "--repository", str(unreachable), "--max-error", "1e-9"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --max-error 1e-09") and "4096 bins" in error and "\n" not in error
+    assert not (unreachable / "tabular").exists() and not (unreachable / "tabular-nearest").exists()
+    models = tmp_path / "models"
+    assert main(tabular.EXAMPLE, [*short, "--repository", str(models)]) == 0  # the default bound
+    assert (models / "tabular" / "1" / "model.onnx").is_file() and (models / "tabular-nearest" / "1" / "model.onnx").is_file()
