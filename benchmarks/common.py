@@ -76,12 +76,12 @@ class PairedRounds:
         return statistics.median(r[numerator] / r[denominator] for r in self.rounds)
 
 
-def paired_rounds(calls: dict[str, Callable[[], object]], *, rounds: int, repeats: int) -> PairedRounds:
-    """Time every call ``repeats`` times per round, the calls one after another, for ``rounds`` rounds."""
+def paired_rounds(calls: dict[str, Callable[[], object]], *, rounds: int, repeats: int, warmup: int = 3) -> PairedRounds:
+    """Time every call ``repeats`` times per round (after ``warmup`` untimed calls), the calls one after another, for ``rounds`` rounds."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
     medians = []
     for _ in range(rounds):
-        this_round = {name: time_call(call, repeats=repeats) for name, call in calls.items()}
+        this_round = {name: time_call(call, repeats=repeats, warmup=warmup) for name, call in calls.items()}
         medians.append({name: statistics.median(v) for name, v in this_round.items()})
         for name, v in this_round.items():
             samples[name] += v

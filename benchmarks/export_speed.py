@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from benchmarks.common import summarize, time_call, write_results
+from benchmarks.common import paired_rounds, summarize, write_results
 from lutnet.checkpoint import Checkpoint, expected_tensor_shapes
 from lutnet.lut import init_table
 from lutnet.spec import LUTSpec, ModelSpec
@@ -90,12 +90,8 @@ def torch_runner(checkpoint: Checkpoint, threads: int, x: np.ndarray) -> Callabl
 
 def interleaved(runners: dict[str, Callable[[], object]], batch: int, rounds: int) -> dict[str, dict[str, float]]:
     """Seconds per call of each runner (median, p10, p90), measured in short round-robin rounds so load drift hits all alike."""
-    repeats = max(2, 64 // batch)
-    samples: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            samples[name] += time_call(run, repeats=repeats, warmup=2)
-    return {name: summarize(values) for name, values in samples.items()}
+    timed = paired_rounds(runners, rounds=rounds, repeats=max(2, 64 // batch), warmup=2)
+    return {name: summarize(values) for name, values in timed.samples.items()}
 
 
 def inputs(spec: ModelSpec, batch: int) -> np.ndarray:

@@ -365,6 +365,7 @@ def interleaved_rounds(servers: dict[str, Any], scenarios: Sequence[Scenario], f
                 progress.update()
     return runs
 
+
 def py_spy() -> str:
     """The py-spy executable (on PATH, or beside this Python), or "" without one."""
     beside = Path(sys.executable).parent / "py-spy"
@@ -440,4 +441,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -47,6 +47,16 @@ def int8_graph(checkpoint: Checkpoint, calibration: np.ndarray) -> tuple[quantiz
     return model, build_quantized_graph(model, num_outputs=checkpoint.spec.num_outputs, card={})
 
 
+def assert_graph_is_the_reference(proto: onnx.ModelProto, model: quantized.QuantizedModel, x: np.ndarray, layers: int) -> np.ndarray:
+    """The graph's outputs and every layer's pre-activation codes equal the integer reference's, bit for bit; returns the outputs."""
+    output, codes = run_graph(proto, x, layers)
+    expected, expected_codes = quantized.forward(model, x)
+    np.testing.assert_array_equal(output.view(np.uint32), expected.view(np.uint32))
+    for got, want in zip(codes, expected_codes, strict=True):
+        np.testing.assert_array_equal(got, want)
+    return output
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     family=st.sampled_from(["mlp", "convnet"]),
@@ -76,12 +86,8 @@ def test_int8_graph_equals_the_integer_reference_bit_for_bit(family: str, activa
     huge[0] *= -1  # beyond every code: float32 overflow to infinity saturates the same way in the graph and the reference
     x = np.concatenate([draws(checkpoint, 32, seed + 1, spread=3.0), np.zeros((1, *spec.input_shape), np.float32),
                         draws(checkpoint, 4, seed + 2, spread=1e4), huge])
-    output, codes = run_graph(proto, x, len(spec.hidden))
-    expected, expected_codes = quantized.forward(model, x)
+    output = assert_graph_is_the_reference(proto, model, x, len(spec.hidden))
     assert output.dtype == np.float32 and output.shape == (len(x), outputs)
-    np.testing.assert_array_equal(output.view(np.uint32), expected.view(np.uint32))
-    for got, want in zip(codes, expected_codes, strict=True):
-        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("spec", [mlp_spec(), convnet_spec(), convnet_spec(mode="nearest", extrapolate="clamp")])
@@ -119,11 +125,7 @@ def test_a_dense_first_layer_reads_raw_inputs_when_every_range_holds_zero(offset
     assert ("Sub" in ops) is sub and (model.input.shift is not None) is sub
     assert "Add" not in ops and ops[-2:] == ["MatMulInteger", "DequantizeLinear"]  # the bias is the zero point
     x = np.concatenate([(offset + rng.uniform(-2.0, 6.0, (64, features))).astype(np.float32), np.zeros((1, features), np.float32)])
-    output, codes = run_graph(proto, x, len(checkpoint.spec.hidden))
-    expected, expected_codes = quantized.forward(model, x)
-    np.testing.assert_array_equal(output.view(np.uint32), expected.view(np.uint32))
-    for got, want in zip(codes, expected_codes, strict=True):
-        np.testing.assert_array_equal(got, want)
+    assert_graph_is_the_reference(proto, model, x, len(checkpoint.spec.hidden))
     # Raw codes are still read around the middle code: the first layer's pre-activation codes on the calibration
     # data spread over as much of the code range as with centred input codes (sums offset from 0 would not).
     monkeypatch.setattr(quantize, "RAW_INPUT_MAX_LOSS", -np.inf)
